@@ -1,0 +1,448 @@
+"""The edge contract (v1), receiving side: topic parsing, payload decoding and validation.
+
+Pure functions: bytes and a topic in, a `DeviceMessage` or a `Rejected` out. Nothing here
+raises on bad input; `decode_message` is total. The reasons name the offending field and what
+was wrong with it (`metrics.cpu_temp_c: NaN is not a finite number`) so an operator reading
+the dead letters can fix the device without reading our code.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, cast
+
+from edgewatch.models import (
+    SEVERITIES,
+    AlertEvent,
+    DeviceMessage,
+    MessageKind,
+    MetricValue,
+    Reading,
+    Rejected,
+    StatusEvent,
+    Telemetry,
+)
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_FUTURE_SKEW_NS = 5 * 60 * 1_000_000_000
+MAX_METRICS_PER_READING = 256
+MAX_BATCH_READINGS = 1000
+MAX_MESSAGE_CHARS = 1024
+MAX_TEXT_CHARS = 256
+MAX_SEQ = 2**63 - 1
+PAYLOAD_EXCERPT_BYTES = 1024
+DEFAULT_INTERVAL_SECONDS = 60.0
+MAX_INTERVAL_SECONDS = 86400.0
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+METRIC_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+)
+KINDS: tuple[MessageKind, ...] = ("telemetry", "alert", "status")
+
+# Rejection codes: a small closed set, so they can be a tag and a counter each.
+REJECT_TOPIC = "topic"
+REJECT_TOO_LARGE = "too_large"
+REJECT_ENCODING = "encoding"
+REJECT_JSON = "json"
+REJECT_SCHEMA = "schema"
+REJECT_CLOCK_SKEW = "clock_skew"
+# Not the decoder's: the ingest gives this code to a message InfluxDB refused (e.g. a field
+# type conflict), with InfluxDB's own error text as the reason.
+REJECT_STORAGE = "storage"
+REJECT_CODES: tuple[str, ...] = (
+    REJECT_TOPIC,
+    REJECT_TOO_LARGE,
+    REJECT_ENCODING,
+    REJECT_JSON,
+    REJECT_SCHEMA,
+    REJECT_CLOCK_SKEW,
+    REJECT_STORAGE,
+)
+
+
+class ContractError(ValueError):
+    """Raised inside this module only; `decode_message` turns it into a `Rejected`."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    root: str
+    site: str
+    device: str
+    kind: MessageKind
+
+    def __str__(self) -> str:
+        return f"{self.root}/{self.site}/{self.device}/{self.kind}"
+
+
+def is_valid_name(value: str) -> bool:
+    """Whether `value` may be a site or device name."""
+    return NAME_PATTERN.fullmatch(value) is not None
+
+
+def is_valid_metric_name(value: str) -> bool:
+    """Whether `value` may be a metric or alert type name."""
+    return METRIC_PATTERN.fullmatch(value) is not None
+
+
+def topic_for(root: str, site: str, device: str, kind: MessageKind) -> str:
+    """The topic a device publishes `kind` messages on."""
+    return f"{root}/{site}/{device}/{kind}"
+
+
+def parse_topic(topic: str, root: str) -> Topic:
+    """Split `{root}/{site}/{device}/{kind}`; any other shape under the root is an error."""
+    prefix = root + "/"
+    if not topic.startswith(prefix):
+        raise ContractError(REJECT_TOPIC, f"topic {topic!r} is not under the root {root!r}")
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 3:
+        raise ContractError(
+            REJECT_TOPIC,
+            f"topic {topic!r} must be {root}/<site>/<device>/<telemetry|alert|status>",
+        )
+    site, device, kind = parts
+    if not is_valid_name(site):
+        raise ContractError(REJECT_TOPIC, f"topic site {site!r} is not a valid name")
+    if not is_valid_name(device):
+        raise ContractError(REJECT_TOPIC, f"topic device {device!r} is not a valid name")
+    if kind not in KINDS:
+        raise ContractError(
+            REJECT_TOPIC, f"topic kind {kind!r} must be one of telemetry, alert, status"
+        )
+    return Topic(root=root, site=site, device=device, kind=kind)
+
+
+# ---------------------------------------------------------------------------- JSON
+
+
+class _NonFinite:
+    """Marks a NaN/Infinity literal so validation can name the field it appeared in."""
+
+    def __init__(self, literal: str) -> None:
+        self.literal = literal
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ContractError(REJECT_JSON, f"duplicate key {key!r} in a JSON object")
+        result[key] = value
+    return result
+
+
+def parse_json(payload: bytes) -> dict[str, Any]:
+    """Decode a payload into a JSON object, or raise a `ContractError`."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(
+            REJECT_TOO_LARGE,
+            f"payload is {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES} (256 KiB)",
+        )
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            REJECT_ENCODING, f"payload is not UTF-8 (byte {exc.start}: {exc.reason})"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_NonFinite, object_pairs_hook=_reject_duplicates)
+    except json.JSONDecodeError as exc:
+        raise ContractError(
+            REJECT_JSON, f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ContractError(REJECT_JSON, "payload is nested too deeply") from None
+    except ValueError as exc:
+        # Python refuses integers of more than 4300 digits (a ValueError that is not a
+        # JSONDecodeError); without this the decoder would not be total.
+        raise ContractError(REJECT_JSON, f"payload is not usable JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ContractError(
+            REJECT_SCHEMA, f"payload must be a JSON object, not {_json_type(value)}"
+        )
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, _NonFinite):
+        return value.literal
+    return "an object"
+
+
+# ---------------------------------------------------------------------------- fields
+
+
+def _schema(path: str, message: str) -> ContractError:
+    return ContractError(REJECT_SCHEMA, f"{path}: {message}")
+
+
+def _finite_number(value: object, path: str) -> float:
+    if isinstance(value, _NonFinite):
+        raise _schema(path, f"{value.literal} is not a finite number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _schema(path, f"must be a number, not {_json_type(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _schema(path, "number is too large") from None
+    if not math.isfinite(number):
+        raise _schema(path, "is not a finite number")
+    return number
+
+
+def _optional_text(body: Mapping[str, Any], key: str, limit: int = MAX_TEXT_CHARS) -> str | None:
+    if key not in body or body[key] is None:
+        return None
+    value = body[key]
+    if not isinstance(value, str):
+        raise _schema(key, f"must be a string, not {_json_type(value)}")
+    if len(value) > limit:
+        raise _schema(key, f"is {len(value)} characters; the limit is {limit}")
+    if not _encodable(value):
+        # JSON may spell a lone surrogate (\\ud800); it is no Unicode text and could not be
+        # written to InfluxDB, so it is the sender's encoding error, caught here.
+        raise ContractError(REJECT_ENCODING, f"{key}: contains an unpaired UTF-16 surrogate")
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def parse_timestamp(value: object, path: str, received_ns: int) -> int:
+    """`ts` as RFC 3339 text or Unix epoch seconds, to integer nanoseconds."""
+    if isinstance(value, str):
+        match = _RFC3339.fullmatch(value)
+        if match is None:
+            raise _schema(path, f"{value!r} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)")
+        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        fraction, offset = match.group(7), match.group(8)
+        try:
+            seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+            # timegm normalises out-of-range fields instead of failing; check them ourselves.
+            if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60):
+                raise ValueError
+            if second > 60 or day > calendar.monthrange(year, month)[1]:
+                raise ValueError
+        except ValueError:
+            raise _schema(path, f"{value!r} is not a valid date and time") from None
+        if offset not in ("Z", "z"):
+            sign = 1 if offset[0] == "+" else -1
+            seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+        nanos = int((fraction[1:] if fraction else "").ljust(9, "0"))
+        ts_ns = seconds * 1_000_000_000 + nanos
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _schema(path, "is not a finite number")
+        try:
+            # Decimal of the shortest repr keeps 1700000000.123 exact instead of ...122999.
+            ts_ns = int(Decimal(repr(value)) * 1_000_000_000)
+        except (InvalidOperation, OverflowError):
+            raise _schema(path, "is not a valid epoch time") from None
+    elif isinstance(value, _NonFinite):
+        raise _schema(path, f"{value.literal} is not a finite number")
+    else:
+        raise _schema(path, f"must be RFC 3339 text or epoch seconds, not {_json_type(value)}")
+    if ts_ns < 0:
+        raise _schema(path, "is before 1970-01-01")
+    if ts_ns > received_ns + MAX_FUTURE_SKEW_NS:
+        ahead_s = (ts_ns - received_ns) / 1e9
+        hint = (
+            " (it looks like milliseconds; send seconds)"
+            if isinstance(value, int | float) and value > 1e11
+            else ""
+        )
+        raise ContractError(
+            REJECT_CLOCK_SKEW,
+            f"{path}: {ahead_s:.0f} s in the future; the limit is 300 s (check the device clock)"
+            + hint,
+        )
+    return ts_ns
+
+
+def _timestamp(body: Mapping[str, Any], path: str, received_ns: int) -> tuple[int, bool]:
+    if "ts" not in body or body["ts"] is None:
+        return received_ns, False
+    return parse_timestamp(body["ts"], f"{path}ts", received_ns), True
+
+
+def parse_reading(body: object, path: str, received_ns: int) -> Reading:
+    """One telemetry reading; `path` prefixes error locations (`batch[3].`)."""
+    if not isinstance(body, dict):
+        raise _schema(path.rstrip(".") or "payload", f"must be an object, not {_json_type(body)}")
+    ts_ns, ts_given = _timestamp(body, path, received_ns)
+    seq: int | None = None
+    if body.get("seq") is not None:
+        raw_seq = body["seq"]
+        if isinstance(raw_seq, float) and raw_seq.is_integer():
+            raw_seq = int(raw_seq)
+        if isinstance(raw_seq, bool) or not isinstance(raw_seq, int):
+            raise _schema(f"{path}seq", f"must be an integer, not {_json_type(raw_seq)}")
+        if not 0 <= raw_seq <= MAX_SEQ:
+            raise _schema(f"{path}seq", "must be a non-negative 64-bit integer")
+        seq = raw_seq
+    metrics_raw = body.get("metrics")
+    if metrics_raw is None:
+        raise _schema(f"{path}metrics", "is required")
+    if not isinstance(metrics_raw, dict):
+        raise _schema(f"{path}metrics", f"must be an object, not {_json_type(metrics_raw)}")
+    if not 1 <= len(metrics_raw) <= MAX_METRICS_PER_READING:
+        raise _schema(
+            f"{path}metrics",
+            f"has {len(metrics_raw)} entries; it must have 1 to {MAX_METRICS_PER_READING}",
+        )
+    metrics: dict[str, MetricValue] = {}
+    for name, value in metrics_raw.items():
+        if not is_valid_metric_name(name):
+            raise _schema(
+                f"{path}metrics",
+                f"name {name!r} must match ^[a-z][a-z0-9_]{{0,63}}$",
+            )
+        if isinstance(value, bool):
+            metrics[name] = value
+        else:
+            metrics[name] = _finite_number(value, f"{path}metrics.{name}")
+    return Reading(ts_ns=ts_ns, metrics=metrics, seq=seq, ts_given=ts_given)
+
+
+def parse_telemetry(topic: Topic, body: Mapping[str, Any], received_ns: int) -> Telemetry:
+    if "batch" in body:
+        batch = body["batch"]
+        if not isinstance(batch, list):
+            raise _schema("batch", f"must be an array, not {_json_type(batch)}")
+        if not 1 <= len(batch) <= MAX_BATCH_READINGS:
+            raise _schema(
+                "batch", f"has {len(batch)} readings; it must have 1 to {MAX_BATCH_READINGS}"
+            )
+        if "metrics" in body:
+            raise _schema("payload", "has both batch and metrics; send one or the other")
+        # Readings without `ts` are stamped receipt time plus their index in nanoseconds:
+        # with one shared stamp they would be the same point and overwrite each other.
+        readings = tuple(
+            parse_reading(item, f"batch[{index}].", received_ns + index)
+            for index, item in enumerate(batch)
+        )
+    else:
+        readings = (parse_reading(body, "", received_ns),)
+    return Telemetry(site=topic.site, device=topic.device, readings=readings)
+
+
+def parse_alert(topic: Topic, body: Mapping[str, Any], received_ns: int) -> AlertEvent:
+    ts_ns, ts_given = _timestamp(body, "", received_ns)
+    alert_type = body.get("type")
+    if alert_type is None:
+        raise _schema("type", "is required")
+    if not isinstance(alert_type, str) or not is_valid_metric_name(alert_type):
+        raise _schema("type", f"{alert_type!r} must match ^[a-z][a-z0-9_]{{0,63}}$")
+    severity = body.get("severity")
+    if severity is None:
+        raise _schema("severity", "is required")
+    if severity not in SEVERITIES:
+        raise _schema("severity", f"{severity!r} must be one of {', '.join(SEVERITIES)}")
+    state = body.get("state", "raised")
+    if state is None:
+        state = "raised"
+    if state not in ("raised", "cleared"):
+        raise _schema("state", f"{state!r} must be raised or cleared")
+    message = _optional_text(body, "message", MAX_MESSAGE_CHARS) or ""
+    value = None if body.get("value") is None else _finite_number(body["value"], "value")
+    return AlertEvent(
+        site=topic.site,
+        device=topic.device,
+        ts_ns=ts_ns,
+        type=alert_type,
+        severity=severity,
+        state=cast(Literal["raised", "cleared"], state),
+        message=message,
+        value=value,
+        ts_given=ts_given,
+    )
+
+
+def _optional_number(body: Mapping[str, Any], key: str, low: float, high: float) -> float | None:
+    if body.get(key) is None:
+        return None
+    number = _finite_number(body[key], key)
+    if not low <= number <= high:
+        raise _schema(key, f"{number:g} is outside {low:g} to {high:g}")
+    return number
+
+
+def parse_status(topic: Topic, body: Mapping[str, Any], received_ns: int) -> StatusEvent:
+    ts_ns, ts_given = _timestamp(body, "", received_ns)
+    state = body.get("state")
+    if state is None:
+        raise _schema("state", "is required")
+    if state not in ("online", "offline"):
+        raise _schema("state", f"{state!r} must be online or offline")
+    interval = _optional_number(body, "interval_s", 0.001, MAX_INTERVAL_SECONDS)
+    return StatusEvent(
+        site=topic.site,
+        device=topic.device,
+        ts_ns=ts_ns,
+        state=cast(Literal["online", "offline"], state),
+        reason=_optional_text(body, "reason"),
+        interval_s=interval,
+        model=_optional_text(body, "model"),
+        model_version=_optional_text(body, "model_version"),
+        firmware=_optional_text(body, "firmware"),
+        lat=_optional_number(body, "lat", -90.0, 90.0),
+        lon=_optional_number(body, "lon", -180.0, 180.0),
+        ts_given=ts_given,
+    )
+
+
+def payload_excerpt(payload: bytes, limit: int = PAYLOAD_EXCERPT_BYTES) -> str:
+    """A printable excerpt of a payload for the dead letters: never fails, never too long."""
+    text = payload[:limit].decode("utf-8", errors="replace")
+    return text + ("…" if len(payload) > limit else "")
+
+
+def decode_message(
+    topic: str, payload: bytes, received_ns: int, root: str
+) -> DeviceMessage | Rejected:
+    """Decode one MQTT message. Total: every input gives a message or a rejection."""
+    try:
+        parsed = parse_topic(topic, root)
+        body = parse_json(payload)
+        if parsed.kind == "telemetry":
+            return parse_telemetry(parsed, body, received_ns)
+        if parsed.kind == "alert":
+            return parse_alert(parsed, body, received_ns)
+        return parse_status(parsed, body, received_ns)
+    except ContractError as exc:
+        return Rejected(
+            topic=topic,
+            code=exc.code,
+            reason=exc.reason,
+            payload_excerpt=payload_excerpt(payload),
+            received_ns=received_ns,
+        )

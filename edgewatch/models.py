@@ -1,0 +1,110 @@
+"""The project's own message types: what the rest of the code sees instead of paho's or JSON.
+
+Every value here has been validated against the contract (docs: README "The contract");
+constructing them directly (simulator, tests) is allowed, decoding is in `contract.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+MetricValue = float | bool
+
+SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning", "info")
+"""Most severe first; the order is used for sorting and roll-ups."""
+
+MessageKind = Literal["telemetry", "alert", "status"]
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    site: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One telemetry reading. `ts_ns` is the device's time when `ts_given`, else receipt time."""
+
+    ts_ns: int
+    metrics: Mapping[str, MetricValue]
+    seq: int | None = None
+    ts_given: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    site: str
+    device: str
+    readings: tuple[Reading, ...]
+    kind: Literal["telemetry"] = field(default="telemetry", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    site: str
+    device: str
+    ts_ns: int
+    type: str
+    severity: str
+    state: Literal["raised", "cleared"] = "raised"
+    message: str = ""
+    value: float | None = None
+    ts_given: bool = True
+    kind: Literal["alert"] = field(default="alert", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    site: str
+    device: str
+    ts_ns: int
+    state: Literal["online", "offline"]
+    reason: str | None = None
+    interval_s: float | None = None
+    model: str | None = None
+    model_version: str | None = None
+    firmware: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    ts_given: bool = True
+    kind: Literal["status"] = field(default="status", init=False)
+
+
+DeviceMessage = Telemetry | AlertEvent | StatusEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that broke the contract, with a reason that says what was wrong."""
+
+    topic: str
+    code: str
+    reason: str
+    payload_excerpt: str
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """An MQTT message as the project sees it: converted at the boundary from paho's type.
+
+    `ack_token` is opaque to everything but the MQTT client that made it (paho's mid).
+    """
+
+    topic: str
+    payload: bytes
+    received_ns: int
+    ack_token: int = 0
+    retained: bool = False

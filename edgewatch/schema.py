@@ -1,0 +1,174 @@
+"""The InfluxDB schema (docs/architecture.md) and its line protocol, as pure functions.
+
+Kept apart from both the decoder and the client, as influxdb-client's own IoT example does,
+so the exact bytes we store are unit-tested. Numbers are always written as floats so a metric
+never changes field type (InfluxDB refuses a float into an integer field and vice versa).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+from edgewatch.models import AlertEvent, DeviceMessage, Rejected, StatusEvent, Telemetry
+
+MEASUREMENT_TELEMETRY = "telemetry"
+MEASUREMENT_SEQ = "telemetry_seq"
+MEASUREMENT_STATUS = "device_status"
+MEASUREMENT_ALERT = "alert_event"
+MEASUREMENT_DEAD_LETTER = "dead_letter"
+MEASUREMENT_INGEST_STATS = "ingest_stats"
+MEASUREMENT_ALERT_ACTION = "alert_action"
+
+ROLLUP_STATS: tuple[str, ...] = ("mean", "min", "max")
+
+FieldValue = float | int | bool | str
+
+
+def _escape_key(value: str) -> str:
+    """Tag keys, tag values and field keys: escape commas, equals signs and spaces."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace(",", "\\,")
+        .replace("=", "\\=")
+        .replace(" ", "\\ ")
+        .replace("\n", "\\n")
+    )
+
+
+def _escape_string(value: str) -> str:
+    # Line protocol cannot carry a raw newline inside a string field; we keep it escaped.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_field(value: FieldValue) -> str:
+    """One field value. `int` is written as an integer (`17i`); use float() for metrics."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("line protocol cannot carry NaN or infinity")
+        return repr(value)
+    return f'"{_escape_string(value)}"'
+
+
+def line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, FieldValue | None],
+    ts_ns: int,
+) -> str:
+    """One line of line protocol; tags sorted (InfluxDB's preferred order), None fields dropped."""
+    tag_part = "".join(
+        f",{_escape_key(key)}={_escape_key(tags[key])}" for key in sorted(tags) if tags[key]
+    )
+    field_part = ",".join(
+        f"{_escape_key(key)}={format_field(value)}"
+        for key, value in fields.items()
+        if value is not None
+    )
+    if not field_part:
+        raise ValueError(f"a {measurement} point needs at least one field")
+    return f"{_escape_key(measurement)}{tag_part} {field_part} {ts_ns}"
+
+
+def telemetry_lines(message: Telemetry) -> Iterator[str]:
+    tags = {"site": message.site, "device": message.device}
+    for reading in message.readings:
+        fields: dict[str, FieldValue | None] = {
+            name: value if isinstance(value, bool) else float(value)
+            for name, value in reading.metrics.items()
+        }
+        yield line(MEASUREMENT_TELEMETRY, tags, fields, reading.ts_ns)
+        if reading.seq is not None:
+            yield line(MEASUREMENT_SEQ, tags, {"seq": reading.seq}, reading.ts_ns)
+
+
+def status_line(message: StatusEvent) -> str:
+    return line(
+        MEASUREMENT_STATUS,
+        {"site": message.site, "device": message.device},
+        {
+            "state": message.state,
+            "reason": message.reason,
+            "interval_s": message.interval_s,
+            "model": message.model,
+            "model_version": message.model_version,
+            "firmware": message.firmware,
+            "lat": message.lat,
+            "lon": message.lon,
+        },
+        message.ts_ns,
+    )
+
+
+def alert_line(message: AlertEvent) -> str:
+    return line(
+        MEASUREMENT_ALERT,
+        {"site": message.site, "device": message.device, "type": message.type},
+        {
+            "severity": message.severity,
+            "state": message.state,
+            "message": message.message,
+            "value": message.value,
+        },
+        message.ts_ns,
+    )
+
+
+def message_lines(message: DeviceMessage) -> list[str]:
+    """All lines one accepted message becomes."""
+    if isinstance(message, Telemetry):
+        return list(telemetry_lines(message))
+    if isinstance(message, AlertEvent):
+        return [alert_line(message)]
+    return [status_line(message)]
+
+
+def dead_letter_line(rejected: Rejected) -> str:
+    return line(
+        MEASUREMENT_DEAD_LETTER,
+        {"code": rejected.code},
+        {
+            "topic": rejected.topic,
+            "reason": rejected.reason,
+            "payload": rejected.payload_excerpt,
+        },
+        rejected.received_ns,
+    )
+
+
+def ingest_stats_line(instance: str, stats: Mapping[str, float | int], ts_ns: int) -> str:
+    fields: dict[str, FieldValue | None] = {
+        key: (float(value) if isinstance(value, float) else int(value))
+        for key, value in stats.items()
+    }
+    return line(MEASUREMENT_INGEST_STATS, {"instance": instance}, fields, ts_ns)
+
+
+def alert_action_line(
+    *,
+    site: str,
+    device: str,
+    alert_type: str,
+    alert_id: str,
+    action: str,
+    user: str,
+    note: str,
+    snooze_until_ns: int,
+    ts_ns: int,
+) -> str:
+    return line(
+        MEASUREMENT_ALERT_ACTION,
+        {"site": site, "device": device, "type": alert_type},
+        {
+            "alert_id": alert_id,
+            "action": action,
+            "user": user,
+            "note": note,
+            "snooze_until_ns": snooze_until_ns,
+        },
+        ts_ns,
+    )

@@ -1,0 +1,92 @@
+"""The one settings path: every knob of every service, read from the environment.
+
+Names follow the client libraries' own (`INFLUXDB_V2_URL`, ...) so that a `.env` written by
+`edgewatch stack env` works for the influx CLI and for influxdb-client as well as for us.
+Secrets come from the environment only; nothing here has a secret default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TOPIC_ROOT = "edgewatch"
+INFLUXDB_VERSION = "2.9.1"
+
+
+def default_state_dir() -> Path:
+    """Where the local stack keeps its data, logs and pids: outside any git checkout."""
+    return Path.home() / ".local" / "state" / "edgewatch"
+
+
+def default_cache_dir() -> Path:
+    """Where built binaries (influxd, telegraf) are cached between runs."""
+    return Path.home() / ".cache" / "edgewatch"
+
+
+class Settings(BaseSettings):
+    """All configuration. Each field's alias is its environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # MQTT
+    mqtt_host: str = Field("127.0.0.1", alias="MQTT_HOST")
+    mqtt_port: int = Field(1883, alias="MQTT_PORT")
+    mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
+    mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
+    mqtt_tls_ca: Path | None = Field(None, alias="MQTT_TLS_CA")
+    mqtt_topic_root: str = Field(DEFAULT_TOPIC_ROOT, alias="MQTT_TOPIC_ROOT")
+    mqtt_client_id: str = Field("edgewatch-ingest", alias="MQTT_CLIENT_ID")
+    mqtt_share_group: str | None = Field(None, alias="MQTT_SHARE_GROUP")
+    mqtt_session_expiry_seconds: int = Field(86400, alias="MQTT_SESSION_EXPIRY_SECONDS")
+    mqtt_keepalive_seconds: int = Field(30, alias="MQTT_KEEPALIVE_SECONDS")
+
+    # InfluxDB
+    influxdb_url: str = Field("http://127.0.0.1:8086", alias="INFLUXDB_V2_URL")
+    influxdb_org: str = Field("edgewatch", alias="INFLUXDB_V2_ORG")
+    influxdb_token: SecretStr | None = Field(None, alias="INFLUXDB_V2_TOKEN")
+    influxdb_bucket: str = Field("edgewatch", alias="INFLUXDB_V2_BUCKET")
+    influxdb_bucket_1m: str = Field("edgewatch_1m", alias="EDGEWATCH_BUCKET_1M")
+    influxdb_bucket_1h: str = Field("edgewatch_1h", alias="EDGEWATCH_BUCKET_1H")
+    influxdb_bucket_ops: str = Field("edgewatch_ops", alias="EDGEWATCH_BUCKET_OPS")
+    influxdb_timeout_seconds: float = Field(10.0, alias="INFLUXDB_V2_TIMEOUT_SECONDS")
+    # Least-privilege tokens made by `edgewatch stack up` (see stack/bootstrap.py): the ingest
+    # may only write the raw bucket, the dashboard reads all buckets and writes only ops.
+    ingest_token: SecretStr | None = Field(None, alias="EDGEWATCH_INGEST_TOKEN")
+    dashboard_token: SecretStr | None = Field(None, alias="EDGEWATCH_DASHBOARD_TOKEN")
+
+    # Ingest
+    ingest_batch_max_lines: int = Field(5000, alias="EDGEWATCH_BATCH_MAX_LINES")
+    ingest_flush_interval_seconds: float = Field(0.5, alias="EDGEWATCH_FLUSH_INTERVAL_SECONDS")
+    ingest_queue_max_messages: int = Field(20000, alias="EDGEWATCH_QUEUE_MAX_MESSAGES")
+    ingest_stats_interval_seconds: float = Field(5.0, alias="EDGEWATCH_STATS_INTERVAL_SECONDS")
+    ingest_instance: str = Field("ingest-1", alias="EDGEWATCH_INGEST_INSTANCE")
+
+    # Dashboard
+    dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
+    dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")
+    dashboard_user: str = Field("operator", alias="EDGEWATCH_USER")
+    alert_lookback_days: int = Field(30, alias="EDGEWATCH_ALERT_LOOKBACK_DAYS")
+
+    # Local stack
+    state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
+    cache_dir: Path = Field(default_factory=default_cache_dir, alias="EDGEWATCH_CACHE_DIR")
+    influxdb_version: str = Field(INFLUXDB_VERSION, alias="EDGEWATCH_INFLUXDB_VERSION")
+
+    def token_value(self) -> str:
+        """The InfluxDB token, or a clear error naming the fix."""
+        if self.influxdb_token is None:
+            raise RuntimeError(
+                'INFLUXDB_V2_TOKEN is not set: run `eval "$(edgewatch stack env --export)"` '
+                "or set it to a token of your InfluxDB"
+            )
+        return self.influxdb_token.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, CLI flags) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
