@@ -1,0 +1,119 @@
+"""Dashboard accounts: a local user store with bcrypt-hashed passwords, roles and sessions.
+
+Room: `dashboard`. Touches only the users file it is given (mode 0600). When an identity
+provider is configured for Streamlit (`[auth]` in `.streamlit/secrets.toml`) the app uses
+`st.login` instead and maps the identity's email to a role here; without one, this store is
+the login. Roles: `viewer` reads, `operator` also acts on alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+import bcrypt
+
+Role = Literal["viewer", "operator"]
+ROLES: tuple[Role, ...] = ("viewer", "operator")
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+MIN_PASSWORD_CHARS = 8
+SESSION_MAX_AGE_SECONDS = 8 * 3600
+# bcrypt only reads the first 72 bytes; longer passwords would silently collide.
+MAX_PASSWORD_BYTES = 72
+# Checked against when the user is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = bcrypt.hashpw(b"edgewatch-no-such-user", bcrypt.gensalt(rounds=12))
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: Role
+
+    @property
+    def may_act(self) -> bool:
+        """Whether this user may acknowledge, snooze, resolve and comment."""
+        return self.role == "operator"
+
+
+class PermissionDeniedError(PermissionError):
+    """An action the signed-in user's role does not allow."""
+
+
+def require_operator(user: User) -> None:
+    if not user.may_act:
+        raise PermissionDeniedError(
+            f"{user.name} is a {user.role}: only operators may act on alerts"
+        )
+
+
+def session_expired(signed_in_ns: int, now_ns: int, max_age_s: float) -> bool:
+    return now_ns - signed_in_ns > max_age_s * 1_000_000_000
+
+
+class UserStore:
+    """Users in a JSON file: `{name: {"role": ..., "hash": bcrypt}}`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        if not self.path.exists():
+            return {}
+        data: dict[str, dict[str, str]] = json.loads(self.path.read_text())
+        return data
+
+    def _save(self, data: dict[str, dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+
+    def users(self) -> list[User]:
+        return [User(name, cast(Role, e["role"])) for name, e in sorted(self._load().items())]
+
+    def is_empty(self) -> bool:
+        return not self._load()
+
+    def add(self, name: str, password: str, role: str) -> User:
+        """Create or replace a user. Errors say what to change."""
+        if USERNAME_PATTERN.fullmatch(name) is None:
+            raise ValueError(
+                f"user name {name!r} must be 1-64 letters, digits or _.@- (starting alphanumeric)"
+            )
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} must be one of {', '.join(ROLES)}")
+        if len(password) < MIN_PASSWORD_CHARS:
+            raise ValueError(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
+        if len(password.encode()) > MAX_PASSWORD_BYTES:
+            raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes")
+        data = self._load()
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+        data[name] = {"role": role, "hash": hashed}
+        self._save(data)
+        return User(name, role)
+
+    def remove(self, name: str) -> bool:
+        data = self._load()
+        if data.pop(name, None) is None:
+            return False
+        self._save(data)
+        return True
+
+    def role_of(self, name: str) -> Role | None:
+        entry = self._load().get(name)
+        return None if entry is None else cast(Role, entry["role"])
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user if name and password match, else None (never says which was wrong)."""
+        entry = self._load().get(name)
+        candidate = password.encode()[:MAX_PASSWORD_BYTES]
+        if entry is None:
+            bcrypt.checkpw(candidate, _DUMMY_HASH)
+            return None
+        if not bcrypt.checkpw(candidate, entry["hash"].encode()):
+            return None
+        return User(name, cast(Role, entry["role"]))
