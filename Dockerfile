@@ -1,0 +1,28 @@
+# The edgewatch image: one image, the service is the subcommand (ingest, simulate, dashboard,
+# stack bootstrap). Built by docker-compose.yml.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    EDGEWATCH_STATE_DIR=/state
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY edgewatch ./edgewatch
+COPY ingest ./ingest
+COPY edge ./edge
+COPY dashboard ./dashboard
+COPY stack ./stack
+COPY bench ./bench
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /app edgewatch \
+    && mkdir -p /state \
+    && chown edgewatch /state
+COPY .streamlit ./.streamlit
+COPY deploy/docker/entrypoint.sh /usr/local/bin/edgewatch-entrypoint
+COPY deploy/docker/healthcheck.py /usr/local/bin/edgewatch-healthcheck
+
+USER edgewatch
+ENTRYPOINT ["/usr/local/bin/edgewatch-entrypoint"]
+CMD ["--help"]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then lint, types and every test.
+#   bash scripts/test.sh                  # everything
+#   bash scripts/test.sh tests/unit -x    # arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+
+ensure_apt_packages
+ensure_venv
+ensure_influxd
+
+echo "== ruff check" >&2
+.venv/bin/ruff check .
+echo "== ruff format --check" >&2
+.venv/bin/ruff format --check .
+echo "== mypy" >&2
+.venv/bin/mypy
+echo "== pytest $*" >&2
+status=0
+.venv/bin/pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+exit "$status"

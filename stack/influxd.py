@@ -1,0 +1,273 @@
+"""stack room: make sure the binaries the local stack runs are on this machine.
+
+`influxd` is built from its Go module source (no prebuilt download is reachable from every
+machine this project runs on) and cached under the cache dir; Mosquitto comes from apt.
+Touches: the cache dir, a build log there, `go`/`rustup`/`apt-get` subprocesses.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+MOSQUITTO_BINARY = Path("/usr/sbin/mosquitto")
+INFLUXDB_MODULE = "github.com/influxdata/influxdb/v2"
+PKG_CONFIG_MODULE = "github.com/influxdata/pkg-config"
+BUILD_TAGS = "sqlite_foreign_keys,sqlite_json"
+PROGRESS_INTERVAL_SECONDS = 20.0
+FOREIGN_BUILD_POLL_SECONDS = 5.0
+
+Progress = Callable[[str], None]
+
+
+class BuildError(RuntimeError):
+    """The influxd build failed; the message names the log file and the fix."""
+
+
+def influxd_path(cache_dir: Path, version: str) -> Path:
+    """Where the cached binary of `version` lives."""
+    return cache_dir / f"influxd-{version}"
+
+
+def build_log_path(cache_dir: Path, version: str) -> Path:
+    return cache_dir / "build" / f"influxd-{version}.log"
+
+
+def parse_go_mod_require(go_mod: str, module: str) -> str:
+    """The version `go.mod` requires for `module` (single-line or block `require`)."""
+    pattern = re.compile(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", re.MULTILINE)
+    match = pattern.search(go_mod)
+    if match is None:
+        raise BuildError(f"go.mod does not require {module}")
+    return match.group(1)
+
+
+def first_rustup_toolchain(rustup_output: str) -> str:
+    """The first toolchain name in `rustup toolchain list` output ("stable-... (default)")."""
+    for raw in rustup_output.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("no installed"):
+            return line.split(" ", 1)[0]
+    raise BuildError(
+        "rustup lists no toolchain: install one with `rustup toolchain install stable` "
+        "(Flux, which influxd links, is written in Rust)"
+    )
+
+
+_NOISE = re.compile(r"^\s*$|^#|^\s*(?:Compiling|Downloading|Downloaded)\s*$")
+
+
+def last_meaningful_line(text: str) -> str:
+    """The last non-blank log line, shortened: what a progress line shows."""
+    for raw in reversed(text.splitlines()):
+        if not _NOISE.match(raw):
+            line = raw.strip()
+            return line if len(line) <= 120 else line[:117] + "..."
+    return "(no output yet)"
+
+
+def _tail(path: Path, max_bytes: int = 8192) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock so two concurrent callers do not build twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _pids_writing(target: Path) -> list[int]:
+    """Pids of `go build` processes (ours or anyone's) whose output is `target`."""
+    pids: list[int] = []
+    needle = str(target).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"build" in argv and b"-o" in argv and needle in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _run_checked(cmd: list[str], *, log: Path, cwd: Path | None = None) -> str:
+    """Run a short build step, append its output to the log, raise BuildError on failure."""
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        raise BuildError(
+            f"`{' '.join(cmd)}` failed (exit {result.returncode}): "
+            f"{last_meaningful_line(result.stderr or result.stdout)}; full log: {log}"
+        )
+    return result.stdout
+
+
+def _wait_with_progress(
+    proc: subprocess.Popen[bytes], *, log: Path, what: str, progress: Progress
+) -> int:
+    started = time.monotonic()
+    next_report = started + PROGRESS_INTERVAL_SECONDS
+    while proc.poll() is None:
+        time.sleep(0.5)
+        if time.monotonic() >= next_report:
+            elapsed = int(time.monotonic() - started)
+            progress(
+                f"{what}: {elapsed // 60}m{elapsed % 60:02d}s, "
+                f"last: {last_meaningful_line(_tail(log))}"
+            )
+            next_report += PROGRESS_INTERVAL_SECONDS
+    return proc.returncode
+
+
+def _wait_for_foreign_build(target: Path, progress: Progress) -> None:
+    """Someone else (another shell, the lead's manual build) is writing `target`: wait."""
+    started = time.monotonic()
+    next_report = started
+    while _pids_writing(target):
+        if time.monotonic() >= next_report:
+            elapsed = int(time.monotonic() - started)
+            progress(f"another influxd build is writing {target}; waiting ({elapsed}s)")
+            next_report += PROGRESS_INTERVAL_SECONDS
+        time.sleep(FOREIGN_BUILD_POLL_SECONDS)
+
+
+def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
+    """Build influxd `version` from its Go module into the cache. Takes 15-30 min on 2 cores."""
+    final = influxd_path(cache_dir, version)
+    tmp = final.with_name(final.name + ".tmp")
+    log = build_log_path(cache_dir, version)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    for tool in ("go", "rustup", "cargo", "gcc"):
+        if shutil.which(tool) is None:
+            raise BuildError(
+                f"`{tool}` is not on PATH; building influxd needs Go, Rust (rustup) and a C "
+                "compiler: install them, then run `edgewatch stack build-influxd` again"
+            )
+
+    progress(f"building influxd {version} (15-30 min on 2 cores); log: {log}")
+    info = json.loads(
+        _run_checked(["go", "mod", "download", "-json", f"{INFLUXDB_MODULE}@v{version}"], log=log)
+    )
+    src = Path(info["Dir"])
+    work = cache_dir / "build" / f"influxdb-{version}"
+    if work.exists():
+        # The module cache is read-only and so may be a copy left half-way: make it writable.
+        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
+        shutil.rmtree(work)
+    shutil.copytree(src, work, symlinks=True)
+    subprocess.run(["chmod", "-R", "u+w", str(work)], check=True)
+
+    pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
+    bin_dir = cache_dir / "bin"
+    env = dict(os.environ, GOBIN=str(bin_dir))
+    result = subprocess.run(
+        ["go", "install", f"{PKG_CONFIG_MODULE}@{pkg_config_version}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with log.open("a") as f:
+        f.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
+
+    toolchain = first_rustup_toolchain(_run_checked(["rustup", "toolchain", "list"], log=log))
+    # Flux's rust-toolchain.toml pins a Rust release that cannot be downloaded here; the
+    # environment variable overrides the pin with a toolchain that is installed.
+    build_env = dict(os.environ, PKG_CONFIG=str(bin_dir / "pkg-config"), RUSTUP_TOOLCHAIN=toolchain)
+    tmp.unlink(missing_ok=True)
+    cmd = ["go", "build", "-v", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/influxd"]
+    with log.open("a") as f:
+        f.write(f"$ RUSTUP_TOOLCHAIN={toolchain} {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=work, env=build_env, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            rc = _wait_with_progress(proc, log=log, what="building influxd", progress=progress)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if rc != 0 or not tmp.exists():
+        raise BuildError(
+            f"building influxd {version} failed (exit {rc}): "
+            f"{last_meaningful_line(_tail(log))}. Full log: {log}. Fix the cause shown there "
+            "(missing C compiler, Rust toolchain or disk space are the usual ones), then run "
+            "`edgewatch stack build-influxd` again; finished packages are cached by Go."
+        )
+    tmp.rename(final)
+    progress(f"influxd {version} built: {final}")
+    return final
+
+
+def ensure_influxd(
+    cache_dir: Path, version: str, *, progress: Progress | None = None, build: bool = True
+) -> Path:
+    """The path of a working influxd `version`, building it once if it is not cached."""
+    say: Progress = progress or logger.info
+    final = influxd_path(cache_dir, version)
+    if final.is_file():
+        return final
+    with _file_lock(cache_dir / f"influxd-{version}.lock"):
+        tmp = final.with_name(final.name + ".tmp")
+        _wait_for_foreign_build(tmp, say)
+        if final.is_file():  # built by whoever held the lock or ran the foreign build
+            return final
+        if not build:
+            raise RuntimeError(
+                f"influxd {version} is not built yet ({final} is missing): "
+                "run `edgewatch stack build-influxd` (15-30 min once, then cached)"
+            )
+        return build_influxd(cache_dir, version, progress=say)
+
+
+def ensure_mosquitto(*, progress: Progress | None = None) -> Path:
+    """The Mosquitto broker binary, installed from apt if missing."""
+    say: Progress = progress or logger.info
+    if MOSQUITTO_BINARY.is_file():
+        return MOSQUITTO_BINARY
+    if shutil.which("apt-get") is None:
+        raise RuntimeError(
+            f"{MOSQUITTO_BINARY} is missing and apt-get is not available: install Mosquitto 2.x"
+        )
+    say("installing mosquitto with apt-get")
+    for cmd in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "mosquitto", "mosquitto-clients"],
+    ):
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` failed: {last_meaningful_line(result.stderr)} "
+                "(it needs root; run it yourself, then retry)"
+            )
+    if not MOSQUITTO_BINARY.is_file():
+        raise RuntimeError(f"mosquitto was installed but {MOSQUITTO_BINARY} is still missing")
+    return MOSQUITTO_BINARY

@@ -1,0 +1,124 @@
+"""docker-compose.yml stays runnable: pinned images, healthchecks, real subcommands, no secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edgewatch.settings import INFLUXDB_VERSION
+
+ROOT = Path(__file__).resolve().parents[2]
+# The rooms register their own subcommands (some are written later), so the names a compose
+# command may use are listed here rather than read from the parser.
+SUBCOMMANDS = {"stack", "ingest", "simulate", "agent", "dashboard", "demo", "bench"}
+SECRET_KEYS = ("TOKEN", "PASSWORD", "SECRET")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = compose["services"]
+    return result
+
+
+def test_every_part_of_the_system_is_a_service(services: dict[str, dict[str, Any]]) -> None:
+    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard"} <= set(services)
+
+
+def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        image = svc.get("image")
+        if image is None:
+            assert "build" in svc, f"{name}: neither image nor build"
+            continue
+        assert ":" in image, f"{name}: image {image} has no tag"
+        tag = image.rsplit(":", 1)[1]
+        assert tag and tag != "latest", f"{name}: image {image} is not pinned"
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2.0.")
+
+
+def test_influxdb_tag_equals_the_version_everything_else_runs(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["influxdb"]["image"] == f"influxdb:{INFLUXDB_VERSION}"
+
+
+def _healthy_dependencies(svc: dict[str, Any]) -> list[str]:
+    deps = svc.get("depends_on") or {}
+    assert isinstance(deps, dict), "depends_on must name conditions"
+    return [name for name, cond in deps.items() if cond.get("condition") == "service_healthy"]
+
+
+def test_every_service_is_health_checked_or_waits_for_a_healthy_one(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in services.items():
+        assert "healthcheck" in svc or _healthy_dependencies(svc), name
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            assert cond["condition"] in {"service_healthy", "service_completed_successfully"}
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{name} waits for {dep}, which has none"
+
+
+def test_python_services_wait_for_what_they_use(services: dict[str, dict[str, Any]]) -> None:
+    assert {"mosquitto", "influxdb"} <= set(_healthy_dependencies(services["ingest"]))
+    assert "mosquitto" in _healthy_dependencies(services["simulator"])
+    assert "influxdb" in _healthy_dependencies(services["dashboard"])
+
+
+def test_commands_name_real_edgewatch_subcommands(services: dict[str, dict[str, Any]]) -> None:
+    expected = {"ingest": "ingest", "simulator": "simulate", "dashboard": "dashboard"}
+    for name, subcommand in expected.items():
+        assert services[name]["command"][0] == subcommand
+    for name, svc in services.items():
+        if "build" in svc:
+            command = svc["command"]
+            assert isinstance(command, list), f"{name}: use the exec form"
+            assert command[0] in SUBCOMMANDS, f"{name}: {command[0]} is not a subcommand"
+
+
+def test_host_ports_are_bound_to_loopback(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
+
+
+def test_secrets_come_only_from_env_file(compose: dict[str, Any]) -> None:
+    for name, svc in compose["services"].items():
+        env = svc.get("environment") or {}
+        assert isinstance(env, dict)
+        for key in env:
+            assert not any(word in key for word in SECRET_KEYS), f"{name}: {key} inline"
+    assert "change-me" not in (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for line in example.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            if any(word in key for word in SECRET_KEYS):
+                assert value.startswith("change-me"), f".env.example: {key} holds a value"
+
+
+def test_data_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+    volumes = set(compose["volumes"])
+    for name in ("mosquitto", "influxdb"):
+        mounts = compose["services"][name]["volumes"]
+        named = {str(m).split(":", 1)[0] for m in mounts}
+        assert named & volumes, f"{name} keeps its data in no named volume"
+
+
+def test_mounted_config_files_exist(services: dict[str, dict[str, Any]]) -> None:
+    for svc in services.values():
+        for mount in svc.get("volumes", []):
+            source = str(mount).split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).is_file(), source

@@ -1,0 +1,251 @@
+"""Pure parts of the stack room: Flux rendering, names, dotenv output, ports, build parsing."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+from pathlib import Path
+
+import pytest
+
+from edgewatch.settings import load_settings
+from stack.bootstrap import (
+    TASK_1H,
+    TASK_1M,
+    BucketNames,
+    StackCredentials,
+    load_credentials,
+    render_flux,
+    task_scripts,
+    validate_name,
+    wanted_permissions,
+    write_credentials_file,
+)
+from stack.cli import dotenv_lines, influxdb_port
+from stack.influxd import (
+    BuildError,
+    first_rustup_toolchain,
+    last_meaningful_line,
+    parse_go_mod_require,
+)
+from stack.processes import (
+    check_port_free,
+    free_port,
+    port_in_use,
+    render_mosquitto_conf,
+)
+
+BUCKETS = BucketNames(raw="edgewatch", m1="edgewatch_1m", h1="edgewatch_1h", ops="edgewatch_ops")
+CREDS = StackCredentials(
+    url="http://127.0.0.1:8086",
+    org="edgewatch",
+    org_id="0123456789abcdef",
+    admin_user="admin",
+    admin_password="pw",
+    admin_token="admin-token",
+    ingest_token="ingest-token",
+    dashboard_token="dash-token",
+)
+
+
+@pytest.mark.parametrize("name", ["edgewatch", "edgewatch_1m", "a.b-c", "X9"])
+def test_valid_names_pass(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", 'x") |> drop(columns: ["_value"]) //', "with space", "ü", "a/b", "a\nb"]
+)
+def test_names_that_could_break_out_of_a_flux_string_are_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid"):
+        validate_name(name)
+
+
+def test_render_flux_substitutes_validated_names_only() -> None:
+    assert render_flux('from(bucket: "${b}")', b="raw") == 'from(bucket: "raw")'
+    with pytest.raises(ValueError, match="invalid"):
+        render_flux('from(bucket: "${b}")', b='raw" or true')
+    with pytest.raises(ValueError, match="needs a value for b"):
+        render_flux('from(bucket: "${b}")')
+
+
+def test_bucket_names_must_be_valid_and_distinct() -> None:
+    with pytest.raises(ValueError, match="must differ"):
+        BucketNames(raw="a", m1="a", h1="b", ops="c")
+    with pytest.raises(ValueError, match="invalid"):
+        BucketNames(raw="a b", m1="a", h1="b", ops="c")
+
+
+def test_task_scripts_read_and_write_the_configured_buckets() -> None:
+    custom = BucketNames(raw="r", m1="r_1m", h1="r_1h", ops="r_ops")
+    scripts = task_scripts(custom)
+    assert set(scripts) == {TASK_1M, TASK_1H}
+    one_minute, one_hour = scripts[TASK_1M], scripts[TASK_1H]
+    assert f'option task = {{name: "{TASK_1M}", every: 1m}}' in one_minute
+    assert 'from(bucket: "r")' in one_minute and 'to(bucket: "r_1m")' in one_minute
+    assert 'types.isType(v: r._value, type: "float")' in one_minute
+    assert one_minute.count('timeSrc: "_start"') == 3
+    assert f'option task = {{name: "{TASK_1H}", every: 1h}}' in one_hour
+    assert 'from(bucket: "r_1m")' in one_hour and 'to(bucket: "r_1h")' in one_hour
+    for stat in ("mean", "min", "max"):
+        assert f'set(key: "stat", value: "{stat}")' in one_minute
+        assert f'r.stat == "{stat}"' in one_hour
+    assert "${" not in one_minute + one_hour
+
+
+def test_ingest_token_may_only_write_raw_and_dashboard_writes_only_ops() -> None:
+    ids = {"edgewatch": "r", "edgewatch_1m": "m", "edgewatch_1h": "h", "edgewatch_ops": "o"}
+    ingest = wanted_permissions("ingest", ids, BUCKETS, "org")
+    assert [(p["action"], p["resource"]["id"]) for p in ingest] == [("write", "r")]
+    dashboard = wanted_permissions("dashboard", ids, BUCKETS, "org")
+    writes = [p["resource"]["id"] for p in dashboard if p["action"] == "write"]
+    reads = {p["resource"]["id"] for p in dashboard if p["action"] == "read"}
+    assert writes == ["o"]
+    assert reads == {"r", "m", "h", "o"}
+
+
+def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "credentials.json"
+    write_credentials_file(path, {k: str(v) for k, v in vars(CREDS).items()})
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_credentials(path) == CREDS
+    assert "admin-token" not in repr(CREDS)
+
+
+def test_missing_credentials_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="edgewatch stack up"):
+        load_credentials(tmp_path / "credentials.json")
+    (tmp_path / "credentials.json").write_text(json.dumps({"url": "x"}))
+    with pytest.raises(RuntimeError, match="edgewatch stack up"):
+        load_credentials(tmp_path / "credentials.json")
+
+
+def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
+    settings = load_settings(mqtt_port=11883, influxdb_url="http://127.0.0.1:18086")
+    lines = dotenv_lines(settings, CREDS)
+    values = dict(line.split("=", 1) for line in lines)
+    assert list(values) == [
+        "MQTT_HOST",
+        "MQTT_PORT",
+        "MQTT_TOPIC_ROOT",
+        "INFLUXDB_V2_URL",
+        "INFLUXDB_V2_ORG",
+        "INFLUXDB_V2_BUCKET",
+        "INFLUXDB_V2_TOKEN",
+        "EDGEWATCH_INGEST_TOKEN",
+        "EDGEWATCH_DASHBOARD_TOKEN",
+        "EDGEWATCH_BUCKET_1M",
+        "EDGEWATCH_BUCKET_1H",
+        "EDGEWATCH_BUCKET_OPS",
+    ]
+    assert values["MQTT_PORT"] == "11883"
+    assert values["INFLUXDB_V2_TOKEN"] == "admin-token"
+    assert values["EDGEWATCH_INGEST_TOKEN"] == "ingest-token"
+    assert all(line.startswith("export ") for line in dotenv_lines(settings, CREDS, export=True))
+
+
+def test_dotenv_values_survive_a_shell_eval() -> None:
+    settings = load_settings(mqtt_topic_root="odd root$x")
+    line = next(x for x in dotenv_lines(settings, CREDS) if x.startswith("MQTT_TOPIC_ROOT="))
+    assert shlex.split(line.split("=", 1)[1]) == ["odd root$x"]
+
+
+@pytest.mark.parametrize(
+    ("url", "port"),
+    [
+        ("http://127.0.0.1:18086", 18086),
+        ("http://localhost:9999/", 9999),
+        ("http://127.0.0.1", 8086),
+    ],
+)
+def test_influxdb_port_comes_from_the_url(url: str, port: int) -> None:
+    assert influxdb_port(url) == port
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1:8086", "http://10.0.0.5:8086"])
+def test_stack_serves_influxdb_on_loopback_http_only(url: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        influxdb_port(url)
+
+
+def test_port_check_names_the_setting_to_change() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert port_in_use(port)
+        with pytest.raises(RuntimeError) as exc:
+            check_port_free(port, env_var="MQTT_PORT")
+    assert str(exc.value) == (
+        f"port {port} on 127.0.0.1 is in use: set MQTT_PORT=... or stop what holds it"
+    )
+
+
+def test_free_port_is_free() -> None:
+    port = free_port()
+    assert not port_in_use(port)
+    check_port_free(port, env_var="MQTT_PORT")
+
+
+def test_mosquitto_conf_listens_on_loopback_and_keeps_queued_messages() -> None:
+    conf = render_mosquitto_conf(
+        host="127.0.0.1", port=1884, data_dir=Path("/d"), log_path=Path("/d/m.log")
+    ).splitlines()
+    for line in (
+        "listener 1884 127.0.0.1",
+        "allow_anonymous true",
+        "persistence true",
+        "persistence_location /d/",
+        "max_queued_messages 1000000",
+        "log_dest file /d/m.log",
+    ):
+        assert line in conf
+    assert not any(line.startswith("listener") and "0.0.0.0" in line for line in conf)
+
+
+GO_MOD = """module github.com/influxdata/influxdb/v2
+
+go 1.23
+
+require (
+\tgithub.com/influxdata/flux v0.196.1
+\tgithub.com/influxdata/pkg-config v0.2.14
+)
+
+require github.com/other/thing v1.0.0
+"""
+
+
+def test_go_mod_versions_are_read_from_blocks_and_single_lines() -> None:
+    assert parse_go_mod_require(GO_MOD, "github.com/influxdata/pkg-config") == "v0.2.14"
+    assert parse_go_mod_require(GO_MOD, "github.com/other/thing") == "v1.0.0"
+    with pytest.raises(BuildError):
+        parse_go_mod_require(GO_MOD, "github.com/influxdata/pkg")
+
+
+def test_first_rustup_toolchain_is_the_first_listed() -> None:
+    out = "stable-x86_64-unknown-linux-gnu (active, default)\nnightly-x86_64-unknown-linux-gnu\n"
+    assert first_rustup_toolchain(out) == "stable-x86_64-unknown-linux-gnu"
+    with pytest.raises(BuildError, match="rustup toolchain install"):
+        first_rustup_toolchain("no installed toolchains\n")
+
+
+def test_last_meaningful_line_skips_blanks_and_shortens() -> None:
+    assert last_meaningful_line("a\ngithub.com/x/y\n\n  \n") == "github.com/x/y"
+    assert last_meaningful_line("") == "(no output yet)"
+    assert len(last_meaningful_line("x" * 500)) == 120
+
+
+def test_a_secure_listener_replaces_the_anonymous_one() -> None:
+    secure = "per_listener_settings false\nallow_anonymous false\nlistener 8883 127.0.0.1\n"
+    conf = render_mosquitto_conf(
+        host="127.0.0.1",
+        port=8883,
+        data_dir=Path("/d"),
+        log_path=Path("/d/m.log"),
+        listener_conf=secure,
+    ).splitlines()
+    assert "allow_anonymous true" not in conf
+    assert conf[-3:] == secure.strip().splitlines()
+    assert "persistence true" in conf
