@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_tls_ca: Path | None = Field(None, alias="MQTT_TLS_CA")
+    mqtt_tls_port: int = Field(8883, alias="MQTT_TLS_PORT")
     mqtt_topic_root: str = Field(DEFAULT_TOPIC_ROOT, alias="MQTT_TOPIC_ROOT")
     mqtt_client_id: str = Field("edgewatch-ingest", alias="MQTT_CLIENT_ID")
     mqtt_share_group: str | None = Field(None, alias="MQTT_SHARE_GROUP")
@@ -76,6 +77,11 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
     cache_dir: Path = Field(default_factory=default_cache_dir, alias="EDGEWATCH_CACHE_DIR")
     influxdb_version: str = Field(INFLUXDB_VERSION, alias="EDGEWATCH_INFLUXDB_VERSION")
+
+    @property
+    def mqtt_connect_port(self) -> int:
+        """The port clients connect to: the TLS listener whenever a CA is configured."""
+        return self.mqtt_tls_port if self.mqtt_tls_ca is not None else self.mqtt_port
 
     def token_value(self) -> str:
         """The InfluxDB token, or a clear error naming the fix."""

@@ -1,0 +1,470 @@
+"""edge room: the edge agent, a store-and-forward publisher for one device.
+
+Flow: `record()` stamps a reading with the device clock (`ts`) and the next `seq`, runs the
+local alert rules and the deadband filter, and writes what is left to the spool; `pump()`
+takes link events (connected, disconnected, PUBACK) off the queue the transport fills and
+sends the oldest unsent spool messages while connected: one reading alone, several as a
+`{"batch": [...]}` (at most 1000 readings and `batch_max_bytes`), an alert on its own. A
+message leaves the spool only when its PUBACK arrived, so a broker outage, an agent restart or
+a crash in between replays it, with its original `ts` and `seq`, in order.
+
+On every connect the agent publishes its birth (retained `online` status with interval_s and
+what it knows of itself); its last will is the retained `{"state": "offline", "reason":
+"lwt"}`; `stop()` publishes `offline` with reason `shutdown` and disconnects cleanly.
+
+Threading: everything here runs on the caller's thread; only the transport's callbacks run
+elsewhere and they only put events on a queue. The queue is unbounded but cannot grow past a
+few connection events plus one acknowledgement per message in flight (`max_in_flight`).
+
+Touches: the broker (through a `Transport`), its spool file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from edge.filters import (
+    AlertRule,
+    AlertRulesState,
+    DeadbandConfig,
+    DeadbandState,
+    deadband,
+    evaluate_alerts,
+)
+from edge.spool import Spool, SpoolItem
+from edge.transport import (
+    Acked,
+    Connected,
+    Disconnected,
+    LinkConfig,
+    LinkEvent,
+    Transport,
+    TransportFactory,
+)
+from edgewatch.contract import (
+    DEFAULT_INTERVAL_SECONDS,
+    MAX_BATCH_READINGS,
+    MAX_PAYLOAD_BYTES,
+    is_valid_name,
+    topic_for,
+)
+from edgewatch.models import MetricValue
+from edgewatch.settings import DEFAULT_TOPIC_ROOT
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_MS = 1_000_000
+LWT_PAYLOAD: dict[str, str] = {"state": "offline", "reason": "lwt"}
+DEFAULT_BATCH_MAX_BYTES = 128 * 1024
+DEFAULT_MAX_IN_FLIGHT = 8
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+METRIC_SPOOL_DEPTH = "spool_depth"
+METRIC_SPOOL_DROPPED = "spool_dropped"
+# `{"batch":[` + `]}` around the readings, and a comma between two of them.
+_BATCH_OVERHEAD_BYTES = 12
+
+
+def format_ts(ts_ns: int) -> str:
+    """RFC 3339 in UTC, exact to the nanosecond, without trailing zero digits."""
+    seconds, nanos = divmod(ts_ns, NS_PER_SECOND)
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        fraction = f"{nanos:09d}"
+        while fraction.endswith("000"):
+            fraction = fraction[:-3]
+        text += "." + fraction
+    return text + "Z"
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    """Compact JSON, as every payload of the agent is sent."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the birth message says about the device (absent values are left out)."""
+
+    interval_s: float = DEFAULT_INTERVAL_SECONDS
+    model: str | None = None
+    model_version: str | None = None
+    firmware: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Counters since the agent started (not persisted)."""
+
+    recorded: int = 0
+    filtered_out: int = 0
+    spooled_readings: int = 0
+    spooled_alerts: int = 0
+    messages_published: int = 0
+    batches_published: int = 0
+    largest_batch: int = 0
+    acked: int = 0
+    refused: int = 0
+    connects: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    first_id: int
+    last_id: int
+    count: int
+
+
+class EdgeAgent:
+    """One device's agent. Not thread-safe: call it from one thread."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        device: str,
+        spool: Spool,
+        transport_factory: TransportFactory,
+        topic_root: str = DEFAULT_TOPIC_ROOT,
+        info: DeviceInfo | None = None,
+        deadband_config: DeadbandConfig | None = None,
+        alert_rules: tuple[AlertRule, ...] = (),
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        client_id: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        for label, name in (("site", site), ("device", device)):
+            if not is_valid_name(name):
+                raise ValueError(f"{label} {name!r} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
+        if not 0 < batch_max_bytes < MAX_PAYLOAD_BYTES:
+            raise ValueError(f"batch_max_bytes must be below {MAX_PAYLOAD_BYTES}")
+        self.site = site
+        self.device = device
+        self.info = info or DeviceInfo()
+        self.stats = AgentStats()
+        self._spool = spool
+        self._factory = transport_factory
+        self._root = topic_root
+        self._deadband = deadband_config
+        self._deadband_state = DeadbandState()
+        self._rules = alert_rules
+        self._rules_state = AlertRulesState()
+        self._clock_ns = clock_ns
+        self._monotonic = monotonic
+        self._max_in_flight = max_in_flight
+        self._batch_max_bytes = batch_max_bytes
+        self._client_id = client_id or re.sub(
+            r"[^A-Za-z0-9_.-]", "_", f"edgewatch-{topic_root}-{site}-{device}"
+        )
+        self._log = logger or logging.getLogger(__name__)
+        self._events: queue.SimpleQueue[tuple[int, LinkEvent]] = queue.SimpleQueue()
+        self._generation = 0
+        self._transport: Transport | None = None
+        self._connected = False
+        self._in_flight: dict[int, _InFlight] = {}
+        self._cursor = 0
+        self._topics = {
+            kind: topic_for(topic_root, site, device, kind)
+            for kind in ("telemetry", "alert", "status")
+        }
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def running(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def spool_depth(self) -> int:
+        return self._spool.depth
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def topic(self, kind: str) -> str:
+        return self._topics[kind]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Connect in the background; the birth goes out once the broker accepted us.
+
+        Starting after `abort()` is a restart: whatever was in flight on the old link is sent
+        again from the spool, because the old link's in-memory resend queue is gone.
+        """
+        if self._transport is not None:
+            return
+        self._generation += 1
+        generation = self._generation
+        self._in_flight.clear()
+        self._cursor = 0
+        self._connected = False
+
+        def sink(event: LinkEvent) -> None:
+            self._events.put((generation, event))
+
+        transport = self._factory(
+            LinkConfig(
+                client_id=self._client_id,
+                will_topic=self._topics["status"],
+                will_payload=encode(LWT_PAYLOAD),
+                sink=sink,
+            )
+        )
+        self._transport = transport
+        transport.start()
+        self._log.info(
+            "agent %s/%s starting: %d messages in the spool", self.site, self.device, self.depth
+        )
+
+    @property
+    def depth(self) -> int:
+        return self._spool.depth
+
+    def stop(self, *, timeout_s: float = SHUTDOWN_TIMEOUT_SECONDS) -> None:
+        """Flush what the link takes within `timeout_s`, say offline (shutdown), disconnect.
+
+        What is not acknowledged by then stays in the spool for the next start.
+        """
+        transport = self._transport
+        if transport is None:
+            return
+        deadline = self._monotonic() + timeout_s
+        while self._connected and self._spool.depth and self._monotonic() < deadline:
+            self.pump(timeout_s=min(0.1, max(0.0, deadline - self._monotonic())))
+        if self._connected:
+            body = {"state": "offline", "reason": "shutdown", "ts": format_ts(self._now_ns())}
+            token = transport.publish(self._topics["status"], encode(body), retain=True)
+            if token is not None:
+                transport.wait_published(token, max(0.1, deadline - self._monotonic()))
+        transport.stop(timeout_s=max(0.1, deadline - self._monotonic()))
+        self._transport = None
+        self._connected = False
+        self._log.info(
+            "agent %s/%s stopped: %d messages left in the spool",
+            self.site,
+            self.device,
+            self._spool.depth,
+        )
+
+    def abort(self) -> None:
+        """Drop the link without a clean shutdown: the broker publishes the last will.
+
+        Used by the simulator for crashes and network outages. The spool keeps everything.
+        """
+        if self._transport is None:
+            return
+        self._transport.abort()
+        self._transport = None
+        self._connected = False
+        self._log.warning("agent %s/%s link aborted (last will)", self.site, self.device)
+
+    # ------------------------------------------------------------------ input
+
+    def _now_ns(self) -> int:
+        # The device clock, to the millisecond: a reading's ts is its identity in the store,
+        # and sub-millisecond digits would only make payloads longer.
+        return self._clock_ns() // NS_PER_MS * NS_PER_MS
+
+    def record(
+        self,
+        metrics: Mapping[str, MetricValue],
+        *,
+        ts_ns: int | None = None,
+        seq: int | None = None,
+    ) -> bool:
+        """Take one reading. Returns whether it was spooled (False: the deadband dropped it).
+
+        Alert rules see every reading, filtered or not, so a short spike still raises.
+        """
+        if ts_ns is None:
+            ts_ns = self._now_ns()
+        self.stats.recorded += 1
+        self._rules_state, transitions = evaluate_alerts(self._rules, self._rules_state, metrics)
+        to_send: Mapping[str, MetricValue] = metrics
+        if self._deadband is not None:
+            self._deadband_state, to_send = deadband(
+                self._deadband, self._deadband_state, ts_ns, metrics
+            )
+        spooled = False
+        if to_send:
+            out = dict(to_send)
+            # Reported with every reading: a dashboard sees the backlog grow while the link is
+            # down, and a cumulative drop count survives the loss of any single reading.
+            out.setdefault(METRIC_SPOOL_DEPTH, float(self._spool.depth))
+            out.setdefault(METRIC_SPOOL_DROPPED, float(self._spool.dropped_total))
+            self._spool.append_reading(ts=format_ts(ts_ns), metrics=out, seq=seq)
+            self.stats.spooled_readings += 1
+            spooled = True
+        else:
+            self.stats.filtered_out += 1
+        for transition in transitions:
+            self.alert(
+                transition.rule.type,
+                transition.rule.severity,
+                state=transition.state,
+                message=transition.message,
+                value=transition.value,
+                ts_ns=ts_ns,
+            )
+            self._log.info(
+                "agent %s/%s alert %s %s: %s",
+                self.site,
+                self.device,
+                transition.rule.type,
+                transition.state,
+                transition.message,
+            )
+        return spooled
+
+    def alert(
+        self,
+        alert_type: str,
+        severity: str,
+        *,
+        state: str = "raised",
+        message: str = "",
+        value: float | None = None,
+        ts_ns: int | None = None,
+    ) -> None:
+        """Queue one alert event (it goes through the spool like a reading)."""
+        body: dict[str, Any] = {
+            "ts": format_ts(self._now_ns() if ts_ns is None else ts_ns),
+            "type": alert_type,
+            "severity": severity,
+            "state": state,
+        }
+        if message:
+            body["message"] = message
+        if value is not None:
+            body["value"] = value
+        self._spool.append_alert(body)
+        self.stats.spooled_alerts += 1
+
+    # ------------------------------------------------------------------ the loop
+
+    def pump(self, timeout_s: float = 0.0) -> None:
+        """Handle link events (waiting up to `timeout_s` for the first) and send what we can."""
+        try:
+            first = self._events.get(timeout=timeout_s) if timeout_s > 0 else None
+        except queue.Empty:
+            first = None
+        if first is not None:
+            self._handle(*first)
+        while True:
+            try:
+                generation, event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(generation, event)
+        self._drain()
+
+    def _handle(self, generation: int, event: LinkEvent) -> None:
+        if generation != self._generation or self._transport is None:
+            # From a link we already dropped: its tokens mean nothing to the new one.
+            return
+        if isinstance(event, Connected):
+            self._connected = True
+            self.stats.connects += 1
+            self._publish_birth()
+            self._log.info(
+                "agent %s/%s connected: %d messages to replay",
+                self.site,
+                self.device,
+                self._spool.depth - sum(f.count for f in self._in_flight.values()),
+            )
+        elif isinstance(event, Disconnected):
+            if self._connected:
+                self._log.warning(
+                    "agent %s/%s disconnected (%s): spooling until the link returns",
+                    self.site,
+                    self.device,
+                    event.reason,
+                )
+            self._connected = False
+        elif isinstance(event, Acked):
+            flight = self._in_flight.pop(event.token, None)
+            if flight is None:
+                return  # a status message: nothing of ours to remove
+            self._spool.remove_range(flight.first_id, flight.last_id)
+            if event.ok:
+                self.stats.acked += flight.count
+            else:
+                # Retrying would block the spool forever behind a message the broker refuses.
+                self.stats.refused += flight.count
+                self._log.error(
+                    "agent %s/%s: broker refused %d message(s) (%s); dropped them",
+                    self.site,
+                    self.device,
+                    flight.count,
+                    event.reason,
+                )
+
+    def _publish_birth(self) -> None:
+        assert self._transport is not None
+        info = self.info
+        body: dict[str, Any] = {
+            "state": "online",
+            "ts": format_ts(self._now_ns()),
+            "interval_s": info.interval_s,
+        }
+        for key in ("model", "model_version", "firmware", "lat", "lon"):
+            value = getattr(info, key)
+            if value is not None:
+                body[key] = value
+        self._transport.publish(self._topics["status"], encode(body), retain=True)
+
+    def _drain(self) -> None:
+        while (
+            self._transport is not None
+            and self._connected
+            and len(self._in_flight) < self._max_in_flight
+        ):
+            items = self._spool.peek(after_id=self._cursor, limit=MAX_BATCH_READINGS)
+            if not items:
+                return
+            chunk, topic, payload = self._next_message(items)
+            token = self._transport.publish(topic, payload)
+            if token is None:
+                return
+            self._in_flight[token] = _InFlight(chunk[0].id, chunk[-1].id, len(chunk))
+            self._cursor = chunk[-1].id
+            self.stats.messages_published += 1
+            if len(chunk) > 1:
+                self.stats.batches_published += 1
+                self.stats.largest_batch = max(self.stats.largest_batch, len(chunk))
+
+    def _next_message(self, items: list[SpoolItem]) -> tuple[list[SpoolItem], str, bytes]:
+        head = items[0]
+        if head.kind == "alert":
+            return [head], self._topics["alert"], head.text.encode("utf-8")
+        chunk: list[SpoolItem] = []
+        size = _BATCH_OVERHEAD_BYTES
+        for item in items:
+            if item.kind != "telemetry" or len(chunk) >= MAX_BATCH_READINGS:
+                break
+            if chunk and size + item.size + 1 > self._batch_max_bytes:
+                break
+            chunk.append(item)
+            size += item.size + 1
+        if len(chunk) == 1:
+            return chunk, self._topics["telemetry"], head.text.encode("utf-8")
+        # Spliced from the stored JSON texts: no decode and re-encode of up to 1000 readings.
+        text = '{"batch":[' + ",".join(item.text for item in chunk) + "]}"
+        return chunk, self._topics["telemetry"], text.encode("utf-8")

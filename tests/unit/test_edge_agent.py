@@ -1,0 +1,230 @@
+"""The edge agent against a fake link: births, acks before removal, batched in-order replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edge.agent import LWT_PAYLOAD, DeviceInfo, EdgeAgent, format_ts
+from edge.filters import AlertRule, DeadbandConfig
+from edge.spool import Spool
+from edge.transport import Acked, Connected, Disconnected, LinkConfig, Transport
+from edgewatch.contract import decode_message
+
+NS = 1_000_000_000
+T0 = 1_767_268_800 * NS
+
+
+class FakeLink:
+    """A broker link the test drives: nothing is acknowledged until the test says so."""
+
+    def __init__(self, config: LinkConfig) -> None:
+        self.config = config
+        self.published: list[tuple[int, str, bytes, bool]] = []
+        self.next_token = 1
+        self.state = "new"
+
+    def start(self) -> None:
+        self.state = "started"
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+        token = self.next_token
+        self.next_token += 1
+        self.published.append((token, topic, payload, retain))
+        return token
+
+    def wait_published(self, token: int, timeout_s: float) -> bool:
+        return True
+
+    def stop(self, *, timeout_s: float) -> None:
+        self.state = "stopped"
+
+    def abort(self) -> None:
+        self.state = "aborted"
+
+    # test controls
+    def connect(self) -> None:
+        self.config.sink(Connected())
+
+    def drop(self) -> None:
+        self.config.sink(Disconnected("network"))
+
+    def ack_all(self) -> None:
+        for token, *_ in self.published:
+            self.config.sink(Acked(token, ok=True))
+
+    def telemetry(self) -> list[dict[str, Any]]:
+        out = []
+        for _, topic, payload, _ in self.published:
+            if topic.endswith("/telemetry"):
+                body = json.loads(payload)
+                out.extend(body.get("batch", [body]))
+        return out
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        self.now += NS
+        return self.now
+
+
+def _agent(
+    tmp_path: Path, links: list[FakeLink], clock: Clock | None = None, **kwargs: Any
+) -> tuple[EdgeAgent, Spool]:
+    spool = Spool(tmp_path / "spool.sqlite")
+
+    def factory(config: LinkConfig) -> Transport:
+        links.append(FakeLink(config))
+        return links[-1]
+
+    agent = EdgeAgent(
+        site="munich",
+        device="cam-01",
+        spool=spool,
+        transport_factory=factory,
+        topic_root="t",
+        info=DeviceInfo(interval_s=5.0, model="yolo-v8n", lat=48.1, lon=11.6),
+        clock_ns=clock or Clock(),
+        **kwargs,
+    )
+    return agent, spool
+
+
+def test_birth_will_and_single_readings(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    agent, spool = _agent(tmp_path, links)
+    agent.start()
+    link = links[0]
+    assert link.config.will_topic == "t/munich/cam-01/status"
+    assert json.loads(link.config.will_payload) == LWT_PAYLOAD
+    link.connect()
+    agent.pump()
+    _token, topic, payload, retain = link.published[0]
+    birth = json.loads(payload)
+    assert (topic, retain, birth["state"], birth["interval_s"]) == (
+        "t/munich/cam-01/status",
+        True,
+        "online",
+        5.0,
+    )
+    assert birth["model"] == "yolo-v8n" and "firmware" not in birth
+    agent.record({"cpu_temp_c": 61.5})
+    agent.pump()
+    _, topic, payload, _ = link.published[1]
+    decoded = decode_message(topic, payload, T0 + 10 * NS, "t")
+    assert decoded.kind == "telemetry"  # the contract's own decoder accepts it
+    assert spool.depth == 1  # not acknowledged yet
+    link.ack_all()
+    agent.pump()
+    assert spool.depth == 0
+    agent.stop()
+    last = json.loads(link.published[-1][2])
+    assert (last["state"], last["reason"]) == ("offline", "shutdown")
+    assert link.state == "stopped"
+
+
+def test_offline_readings_are_replayed_in_order_as_batches_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    links: list[FakeLink] = []
+    clock = Clock()
+    agent, spool = _agent(tmp_path, links, clock)
+    agent.start()
+    agent.pump()  # never connected: the broker is down
+    for i in range(2500):
+        agent.record({"v": float(i)})
+    assert links[0].published == []
+    agent.stop(timeout_s=0)
+    spool.close()
+
+    agent, spool = _agent(tmp_path, links, clock)  # the agent restarts, still offline, takes more
+    agent.start()
+    for i in range(2500, 2600):
+        agent.record({"v": float(i)})
+    link = links[1]
+    link.connect()
+    for _ in range(20):
+        agent.pump()
+        link.ack_all()
+    agent.pump()
+    readings = link.telemetry()
+    assert [r["metrics"]["v"] for r in readings] == [float(i) for i in range(2600)]
+    assert [r["seq"] for r in readings] == list(range(2600))
+    assert len({r["ts"] for r in readings}) == 2600
+    sizes = [
+        len(json.loads(p)["batch"]) for _, t, p, _ in link.published if t.endswith("telemetry")
+    ]
+    print(f"replay of 2600 readings: {len(sizes)} messages, sizes {sizes}")
+    assert max(sizes) <= 1000
+    assert all(len(p) < 200 * 1024 for _, _, p, _ in link.published)
+    assert spool.depth == 0
+
+
+def test_unacknowledged_messages_are_resent_by_a_new_link_not_lost(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    agent, spool = _agent(tmp_path, links)
+    agent.start()
+    links[0].connect()
+    agent.pump()
+    agent.record({"v": 1.0})
+    agent.pump()
+    agent.abort()  # crash before the PUBACK
+    assert spool.depth == 1
+    links[0].ack_all()  # a late ack from the dead link must not remove anything
+    agent.start()
+    agent.pump()
+    assert spool.depth == 1
+    links[1].connect()
+    agent.pump()
+    assert [r["metrics"]["v"] for r in links[1].telemetry()] == [1.0]
+
+
+def test_filters_and_rules_in_the_agent(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    agent, _spool = _agent(
+        tmp_path,
+        links,
+        deadband_config=DeadbandConfig(bands={"gpu_temp_c": 1.0}, heartbeat_s=3600),
+        alert_rules=(AlertRule("overheat", "critical", "gpu_temp_c", 85.0, 5.0),),
+    )
+    agent.start()
+    links[0].connect()
+    values = [80.0, 80.2, 80.4, 86.0, 86.3, 84.0, 86.0, 79.0, 79.2]
+    for value in values:
+        agent.record({"gpu_temp_c": value})
+        agent.pump()
+        links[0].ack_all()
+    sent = [r["metrics"]["gpu_temp_c"] for r in links[0].telemetry()]
+    alerts = [json.loads(p) for _, t, p, _ in links[0].published if t.endswith("/alert")]
+    assert sent == [80.0, 86.0, 84.0, 86.0, 79.0]
+    assert [(a["type"], a["severity"], a["state"]) for a in alerts] == [
+        ("overheat", "critical", "raised"),
+        ("overheat", "critical", "cleared"),
+    ]
+    assert agent.stats.filtered_out == 4
+
+
+def test_drops_are_reported_as_metrics(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    spool = Spool(tmp_path / "small.sqlite", max_messages=5)
+    agent = EdgeAgent(
+        site="s",
+        device="d",
+        spool=spool,
+        transport_factory=lambda c: links.append(FakeLink(c)) or links[-1],
+        clock_ns=Clock(),
+    )
+    for i in range(8):
+        agent.record({"v": float(i)})
+    last = spool.all_items()[-1].body["metrics"]
+    assert last["spool_dropped"] == 2.0 and last["spool_depth"] == 5.0
+
+
+def test_format_ts_is_exact() -> None:
+    assert format_ts(T0) == "2026-01-01T12:00:00Z"
+    assert format_ts(T0 + 123_000_000) == "2026-01-01T12:00:00.123Z"
+    assert format_ts(T0 + 1) == "2026-01-01T12:00:00.000000001Z"
