@@ -1,14 +1,23 @@
 """stack room: `edgewatch stack up|down|status|env|bootstrap|build-influxd`.
 
 Runs Mosquitto and influxd detached on loopback with everything under the state dir:
-`run/` (pid files), `log/`, `mosquitto/`, `influxdb/`, `credentials.json`. Touches: those
-files and the processes it started itself (found again by pid file and /proc cmdline).
+`run/` (pid files), `log/`, `mosquitto/`, `influxdb/`, `credentials.json`, `pki/` (the device
+CA and the broker's certificate), `mqtt-accounts/` (broker accounts, password file, ACL).
+Touches: those files and the processes it started itself (found again by pid file and /proc
+cmdline).
+
+The broker is secure by default: TLS on MQTT_TLS_PORT, and an authenticated plain listener on
+MQTT_PORT bound to loopback for development. Every client needs an account; each account may
+do only what its role needs (stack/security.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,11 +32,22 @@ from stack.processes import (
     InfluxdProcess,
     ManagedProcess,
     MosquittoProcess,
+    check_port_free,
     influxd_healthy,
     pid_alive,
     pid_cmdline,
     tcp_accepts,
     terminate_pid,
+)
+from stack.security import (
+    FLEET_ACCOUNT,
+    INGEST_ACCOUNT,
+    AccountStore,
+    MqttAccount,
+    create_certificates,
+    device_account,
+    gateway_account,
+    secure_listener_conf,
 )
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
@@ -56,6 +76,18 @@ class StackPaths:
     def credentials(self) -> Path:
         return self.state_dir / "credentials.json"
 
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def accounts_dir(self) -> Path:
+        return self.state_dir / "mqtt-accounts"
+
+    @property
+    def service_passwords(self) -> Path:
+        return self.accounts_dir / "service-passwords.json"
+
     def data_dir(self, service: str) -> Path:
         return self.state_dir / ("influxdb" if service == "influxd" else service)
 
@@ -77,24 +109,84 @@ def influxdb_port(url: str) -> int:
     return parts.port or 8086
 
 
-def dotenv_lines(settings: Settings, creds: StackCredentials, *, export: bool = False) -> list[str]:
-    """KEY=VALUE lines for the running stack; values shell-quoted only where they need it."""
+SERVICES = ("admin", "ingest", "simulator", "dashboard")
+
+
+def dotenv_lines(
+    settings: Settings,
+    creds: StackCredentials,
+    *,
+    export: bool = False,
+    service: str = "admin",
+    mqtt_passwords: dict[str, str] | None = None,
+    ca_path: Path | None = None,
+) -> list[str]:
+    """KEY=VALUE lines for the running stack; values shell-quoted only where they need it.
+
+    `service` narrows the secrets to one role (least privilege): the ingest gets the ingest
+    broker account and the write-only token, the simulator a broker account and no token, the
+    dashboard its read/ops token and no broker account. `admin` gets the admin token.
+    """
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+    passwords = mqtt_passwords or {}
     values = {
         "MQTT_HOST": settings.mqtt_host,
         "MQTT_PORT": str(settings.mqtt_port),
+        "MQTT_TLS_PORT": str(settings.mqtt_tls_port),
         "MQTT_TOPIC_ROOT": settings.mqtt_topic_root,
         "INFLUXDB_V2_URL": settings.influxdb_url,
         "INFLUXDB_V2_ORG": creds.org,
         "INFLUXDB_V2_BUCKET": settings.influxdb_bucket,
-        "INFLUXDB_V2_TOKEN": creds.admin_token,
-        "EDGEWATCH_INGEST_TOKEN": creds.ingest_token,
-        "EDGEWATCH_DASHBOARD_TOKEN": creds.dashboard_token,
         "EDGEWATCH_BUCKET_1M": settings.influxdb_bucket_1m,
         "EDGEWATCH_BUCKET_1H": settings.influxdb_bucket_1h,
         "EDGEWATCH_BUCKET_OPS": settings.influxdb_bucket_ops,
     }
+    if ca_path is not None:
+        values["MQTT_TLS_CA"] = str(ca_path)
+    mqtt_account = {"admin": INGEST_ACCOUNT, "ingest": INGEST_ACCOUNT, "simulator": FLEET_ACCOUNT}
+    account = mqtt_account.get(service)
+    if account is not None and account in passwords:
+        values["MQTT_USERNAME"] = account
+        values["MQTT_PASSWORD"] = passwords[account]
+    if service == "admin":
+        values["INFLUXDB_V2_TOKEN"] = creds.admin_token
+        values["EDGEWATCH_INGEST_TOKEN"] = creds.ingest_token
+        values["EDGEWATCH_DASHBOARD_TOKEN"] = creds.dashboard_token
+    elif service == "ingest":
+        values["INFLUXDB_V2_TOKEN"] = creds.ingest_token
+    elif service == "dashboard":
+        values["INFLUXDB_V2_TOKEN"] = creds.dashboard_token
     prefix = "export " if export else ""
     return [f"{prefix}{key}={shlex.quote(value)}" for key, value in values.items()]
+
+
+def account_store(settings: Settings, paths: StackPaths) -> AccountStore:
+    return AccountStore(directory=paths.accounts_dir, root=settings.mqtt_topic_root)
+
+
+def load_service_passwords(paths: StackPaths) -> dict[str, str]:
+    try:
+        data: dict[str, str] = json.loads(paths.service_passwords.read_text())
+    except FileNotFoundError:
+        return {}
+    return data
+
+
+def ensure_mqtt_security(settings: Settings, paths: StackPaths) -> dict[str, str]:
+    """The CA, the broker certificate and the service accounts; made once, then kept."""
+    create_certificates(paths.pki_dir)
+    store = account_store(settings, paths)
+    passwords = load_service_passwords(paths)
+    existing = {a.username for a in store.accounts()}
+    for name, role in ((INGEST_ACCOUNT, "ingest"), (FLEET_ACCOUNT, "fleet")):
+        if name not in passwords or name not in existing:
+            passwords[name] = store.add(MqttAccount(name, role))  # type: ignore[arg-type]
+    store.sync()
+    fd = os.open(paths.service_passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(passwords, handle, indent=2, sort_keys=True)
+    return passwords
 
 
 def bucket_names(settings: Settings) -> BucketNames:
@@ -124,11 +216,20 @@ def _services(settings: Settings, paths: StackPaths, influxd: Path | None) -> li
     url = f"http://{LOOPBACK}:{influx_port}"
 
     def make_mosquitto() -> ManagedProcess:
+        check_port_free(settings.mqtt_tls_port, host=LOOPBACK, env_var="MQTT_TLS_PORT")
+        store = account_store(settings, paths)
         return MosquittoProcess(
             port=settings.mqtt_port,
             data_dir=mqtt_dir,
             binary=ensure_mosquitto(progress=_say),
             log_path=paths.log_file("mosquitto"),
+            listener_conf=secure_listener_conf(
+                tls_port=settings.mqtt_tls_port,
+                plain_port=settings.mqtt_port,
+                cert_dir=paths.pki_dir.resolve(),
+                password_file=store.password_file.resolve(),
+                acl_file=store.acl_file.resolve(),
+            ),
         )
 
     def make_influxd() -> ManagedProcess:
@@ -180,11 +281,15 @@ def running_port(pid: int, service: Service) -> int | None:
         return int(argv[argv.index("--http-bind-address") + 1].rsplit(":", 1)[1])
     if service.name == "mosquitto":
         try:
-            for line in Path(service.marker).read_text().splitlines():
-                if line.startswith("listener "):
-                    return int(line.split()[1])
+            ports = [
+                int(line.split()[1])
+                for line in Path(service.marker).read_text().splitlines()
+                if line.startswith("listener ")
+            ]
         except OSError:
             return None
+        # The plain listener is the one `up` probes; the TLS listener comes first in the file.
+        return service.port if service.port in ports else (ports[-1] if ports else None)
     return None
 
 
@@ -194,6 +299,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ensure_mosquitto(progress=_say)
     influxd = ensure_influxd(settings.cache_dir, settings.influxdb_version, progress=_say)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_mqtt_security(settings, paths)
     for service in _services(settings, paths, influxd):
         pid = running_pid(paths, service)
         if pid is not None:
@@ -218,7 +324,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             settings.influxdb_token.get_secret_value() if settings.influxdb_token else None
         ),
     )
-    print(f"mosquitto  mqtt://{LOOPBACK}:{settings.mqtt_port}  data {paths.data_dir('mosquitto')}")
+    print(
+        f"mosquitto  mqtts://{LOOPBACK}:{settings.mqtt_tls_port} (TLS, CA {paths.pki_dir}/ca.crt)"
+        f"  mqtt://{LOOPBACK}:{settings.mqtt_port} (loopback, development)"
+        f"  data {paths.data_dir('mosquitto')}"
+    )
     print(f"influxdb   {creds.url}  org {creds.org}  data {paths.data_dir('influxd')}")
     print(f"credentials {paths.credentials} (mode 0600)")
     print('environment: eval "$(edgewatch stack env --export)"')
@@ -257,9 +367,66 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     settings = load_settings()
-    creds = load_credentials(StackPaths(settings.state_dir).credentials)
-    for line in dotenv_lines(settings, creds, export=args.export):
+    paths = StackPaths(settings.state_dir)
+    creds = load_credentials(paths.credentials)
+    ca = paths.pki_dir / "ca.crt"
+    lines = dotenv_lines(
+        settings,
+        creds,
+        export=args.export,
+        service=args.service,
+        mqtt_passwords=load_service_passwords(paths),
+        ca_path=ca if args.tls and ca.exists() else None,
+    )
+    for line in lines:
         print(line)
+    return 0
+
+
+def _reload_broker(settings: Settings, paths: StackPaths) -> None:
+    """Mosquitto rereads its password and ACL files on SIGHUP: no restart, no lost session."""
+    for service in _services(settings, paths, None):
+        if service.name != "mosquitto":
+            continue
+        pid = running_pid(paths, service)
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            _say(f"mosquitto (pid {pid}) reloaded its accounts")
+
+
+def cmd_account_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    paths = StackPaths(settings.state_dir)
+    create_certificates(paths.pki_dir)
+    account = (
+        gateway_account(args.site)
+        if args.device is None
+        else device_account(args.site, args.device)
+    )
+    password = account_store(settings, paths).add(account)
+    _reload_broker(settings, paths)
+    # The password is shown once and stored only as a hash.
+    print(f"MQTT_USERNAME={account.username}")
+    print(f"MQTT_PASSWORD={password}")
+    print(f"MQTT_TLS_CA={paths.pki_dir / 'ca.crt'}")
+    print(f"MQTT_TLS_PORT={settings.mqtt_tls_port}")
+    return 0
+
+
+def cmd_account_remove(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    paths = StackPaths(settings.state_dir)
+    if not account_store(settings, paths).remove(args.username):
+        raise ValueError(f"no MQTT account {args.username!r}: see `edgewatch stack accounts list`")
+    _reload_broker(settings, paths)
+    _say(f"removed {args.username}")
+    return 0
+
+
+def cmd_account_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    for account in account_store(settings, StackPaths(settings.state_dir)).accounts():
+        print(f"{account.username:<40} {account.role:<8} {account.scope}")
     return 0
 
 
@@ -315,7 +482,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     env.add_argument(
         "--export", action="store_true", help='prefix "export " for eval "$(...)" in a shell'
     )
+    env.add_argument(
+        "--service",
+        choices=SERVICES,
+        default="admin",
+        help="only the secrets this service needs (default: admin, everything)",
+    )
+    env.add_argument(
+        "--tls", action="store_true", help="connect over TLS: adds MQTT_TLS_CA (the device CA)"
+    )
     env.set_defaults(func=cmd_env)
+    accounts = actions.add_parser(
+        "accounts", help="MQTT accounts: one per device or site gateway, with ACLs"
+    )
+    accounts.set_defaults(func=usage)
+    account_actions = accounts.add_subparsers(title="actions", metavar="ACTION")
+    add = account_actions.add_parser(
+        "add",
+        help="create a device account (SITE DEVICE) or a site gateway account (SITE); "
+        "prints its password once",
+    )
+    add.add_argument("site")
+    add.add_argument("device", nargs="?")
+    add.set_defaults(func=cmd_account_add)
+    remove = account_actions.add_parser("remove", help="delete an account by user name")
+    remove.add_argument("username")
+    remove.set_defaults(func=cmd_account_remove)
+    account_actions.add_parser("list", help="every account, its role and scope").set_defaults(
+        func=cmd_account_list
+    )
     actions.add_parser(
         "bootstrap",
         help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "

@@ -244,6 +244,10 @@ class AccountStore:
         self._save(data)
         return True
 
+    def sync(self) -> None:
+        """Rewrite the password and ACL files from the registry (e.g. for a new topic root)."""
+        self._save(self._load())
+
     def _save(self, data: dict[str, dict[str, str]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_private(self.registry, json.dumps(data, indent=2, sort_keys=True).encode())

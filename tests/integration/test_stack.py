@@ -292,6 +292,7 @@ def test_stack_cli_up_twice_status_env_down(tmp_path: Path) -> None:
         **os.environ,
         "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
         "MQTT_PORT": str(free_port()),
+        "MQTT_TLS_PORT": str(free_port()),
         "INFLUXDB_V2_URL": f"http://127.0.0.1:{influx_port}",
     }
     pids: list[int] = []
@@ -335,6 +336,7 @@ def test_stack_up_names_the_setting_when_a_port_is_taken(tmp_path: Path) -> None
             **os.environ,
             "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
             "MQTT_PORT": str(port),
+            "MQTT_TLS_PORT": str(free_port()),
             "INFLUXDB_V2_URL": f"http://127.0.0.1:{free_port()}",
         }
         try:

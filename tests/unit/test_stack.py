@@ -123,12 +123,18 @@ def test_missing_credentials_name_the_fix(tmp_path: Path) -> None:
 
 def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
     settings = load_settings(mqtt_port=11883, influxdb_url="http://127.0.0.1:18086")
-    lines = dotenv_lines(settings, CREDS)
+    lines = dotenv_lines(
+        settings, CREDS, mqtt_passwords={"ingest": "pw-i", "fleet": "pw-f"}, ca_path=Path("/ca")
+    )
     values = dict(line.split("=", 1) for line in lines)
-    assert list(values) == [
+    assert set(values) == {
         "MQTT_HOST",
         "MQTT_PORT",
+        "MQTT_TLS_PORT",
+        "MQTT_TLS_CA",
         "MQTT_TOPIC_ROOT",
+        "MQTT_USERNAME",
+        "MQTT_PASSWORD",
         "INFLUXDB_V2_URL",
         "INFLUXDB_V2_ORG",
         "INFLUXDB_V2_BUCKET",
@@ -138,11 +144,33 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
         "EDGEWATCH_BUCKET_OPS",
-    ]
+    }
     assert values["MQTT_PORT"] == "11883"
     assert values["INFLUXDB_V2_TOKEN"] == "admin-token"
     assert values["EDGEWATCH_INGEST_TOKEN"] == "ingest-token"
     assert all(line.startswith("export ") for line in dotenv_lines(settings, CREDS, export=True))
+
+
+def test_service_env_carries_only_that_services_secrets() -> None:
+    settings = load_settings()
+    passwords = {"ingest": "pw-i", "fleet": "pw-f"}
+
+    def env(service: str) -> dict[str, str]:
+        lines = dotenv_lines(settings, CREDS, service=service, mqtt_passwords=passwords)
+        return dict(line.split("=", 1) for line in lines)
+
+    ingest = env("ingest")
+    assert ingest["INFLUXDB_V2_TOKEN"] == "ingest-token"
+    assert (ingest["MQTT_USERNAME"], ingest["MQTT_PASSWORD"]) == ("ingest", "pw-i")
+    assert "EDGEWATCH_DASHBOARD_TOKEN" not in ingest
+    simulator = env("simulator")
+    assert "INFLUXDB_V2_TOKEN" not in simulator
+    assert simulator["MQTT_USERNAME"] == "fleet"
+    dashboard = env("dashboard")
+    assert dashboard["INFLUXDB_V2_TOKEN"] == CREDS.dashboard_token
+    assert "MQTT_PASSWORD" not in dashboard
+    with pytest.raises(ValueError, match="unknown service"):
+        env("root")
 
 
 def test_dotenv_values_survive_a_shell_eval() -> None:
