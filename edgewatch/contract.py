@@ -166,6 +166,8 @@ def parse_json(payload: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise ContractError(REJECT_JSON, "payload is nested too deeply") from None
+    except ContractError:
+        raise
     except ValueError as exc:
         # Python refuses integers of more than 4300 digits (a ValueError that is not a
         # JSONDecodeError); without this the decoder would not be total.

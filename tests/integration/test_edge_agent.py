@@ -1,0 +1,263 @@
+"""The edge agent and the simulator against real Mosquitto, the ingest and InfluxDB."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge.agent import EdgeAgent
+from edge.spool import Spool
+from edge.transport import paho_factory
+from edgewatch.health import DeviceSnapshot, HealthState, device_health
+from edgewatch.settings import Settings
+from stack.processes import MosquittoProcess
+from stack.testing import InfluxFixture
+from tests.integration.ingest_support import (
+    REPO_ROOT,
+    IngestProcess,
+    query,
+    settings_env,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+SettingsFactory = Callable[..., Settings]
+NS = 1_000_000_000
+MS = 1_000_000
+
+
+def _telemetry(influx: InfluxFixture, site: str, field: str) -> list[tuple[int, float]]:
+    rows = query(
+        influx,
+        """
+        from(bucket: bucket)
+          |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == m and r.site == site and r._field == f)
+          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
+          |> group()
+          |> sort(columns: ["_time"])
+        """,
+        bucket=influx.bucket,
+        m="telemetry" if field != "seq" else "telemetry_seq",
+        site=site,
+        f=field,
+    )
+    return [(int(row["ns"]), float(row["_value"])) for row in rows]
+
+
+class Device:
+    """A device that stamps its own readings, fed into an in-process agent."""
+
+    def __init__(self, settings: Settings, spool_path: Path, site: str) -> None:
+        self.settings = settings
+        self.spool_path = spool_path
+        self.site = site
+        self.sent: list[tuple[int, float]] = []
+        self.agent: EdgeAgent | None = None
+        self.spool: Spool | None = None
+        self._next_ts = time.time_ns() // MS * MS - 600 * NS
+
+    def start(self) -> EdgeAgent:
+        self.spool = Spool(self.spool_path)
+        self.agent = EdgeAgent(
+            site=self.site,
+            device="cam-01",
+            spool=self.spool,
+            transport_factory=paho_factory(self.settings),
+            topic_root=self.settings.mqtt_topic_root,
+        )
+        self.agent.start()
+        return self.agent
+
+    def stop(self) -> None:
+        assert self.agent is not None and self.spool is not None
+        self.agent.stop(timeout_s=2.0)
+        self.spool.close()
+        self.agent = self.spool = None
+
+    def take(self, count: int) -> None:
+        assert self.agent is not None
+        for _ in range(count):
+            # A reading every 10 ms of device time, in the recent past: ts is the identity.
+            self._next_ts += 10 * MS
+            value = float(len(self.sent))
+            self.agent.record({"v": value}, ts_ns=self._next_ts)
+            self.sent.append((self._next_ts, value))
+            self.agent.pump()
+
+
+def test_readings_survive_a_broker_outage_and_an_agent_restart(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(broker, influxdb)
+    site = f"edge-{secrets.token_hex(3)}"
+    device = Device(settings, tmp_path / "spool.sqlite", site)
+    with IngestProcess(settings) as ingest:
+        agent = device.start()
+        wait_until(lambda: (agent.pump(0.1), agent.connected)[1], 30, "the agent to connect")
+        device.take(50)
+        wait_until(lambda: (agent.pump(0.1), agent.spool_depth == 0)[1], 30, "the first PUBACKs")
+
+        broker.stop()
+        wait_until(lambda: (agent.pump(0.1), not agent.connected)[1], 30, "the agent to notice")
+        device.take(300)  # broker down: spooled
+        assert agent.spool_depth == 300
+        device.stop()  # the agent restarts while the broker is still down
+        agent = device.start()
+        device.take(1700)
+        assert agent.spool_depth == 2000
+
+        broker.start()
+        wait_until(
+            lambda: (agent.pump(0.2), agent.spool_depth == 0)[1], 120, "the replay to be acked"
+        )
+        stats = agent.stats
+        print(
+            f"replay: {stats.messages_published} messages, {stats.batches_published} batches,"
+            f" largest {stats.largest_batch} readings"
+        )
+        assert stats.batches_published >= 2 and stats.largest_batch <= 1000
+        device.stop()
+
+        expected = device.sent
+        wait_until(
+            lambda: len(_telemetry(influxdb, site, "v")) >= len(expected),
+            120,
+            f"{len(expected)} readings in InfluxDB",
+        )
+        stored = _telemetry(influxdb, site, "v")
+        assert ingest.log_text().count("Traceback") == 0
+    # Every reading once, with its own ts and value; none missing, none extra.
+    assert stored == expected
+    seqs = _telemetry(influxdb, site, "seq")
+    assert [ts for ts, _ in seqs] == [ts for ts, _ in expected]
+    assert [int(seq) for _, seq in seqs] == list(range(len(expected)))
+
+
+# ---------------------------------------------------------------------------- the demo
+
+
+def _fleet_health(influx: InfluxFixture, now_ns: int) -> dict[tuple[str, str], HealthState]:
+    telemetry = query(
+        influx,
+        """
+        from(bucket: bucket)
+          |> range(start: -1h)
+          |> filter(fn: (r) => r._measurement == "telemetry_seq" and r._field == "seq")
+          |> group(columns: ["site", "device"])
+          |> last()
+          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
+        """,
+        bucket=influx.bucket,
+    )
+    status = query(
+        influx,
+        """
+        from(bucket: bucket)
+          |> range(start: -1h)
+          |> filter(fn: (r) => r._measurement == "device_status")
+          |> filter(fn: (r) => r._field == "state" or r._field == "reason"
+              or r._field == "interval_s")
+          |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+          |> group(columns: ["site", "device"])
+          |> sort(columns: ["_time"])
+          |> last(column: "_time")
+          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
+        """,
+        bucket=influx.bucket,
+    )
+    last_seen = {(r["site"], r["device"]): int(r["ns"]) for r in telemetry}
+    statuses = {(r["site"], r["device"]): r for r in status}
+    health = {}
+    for key in set(last_seen) | set(statuses):
+        st = statuses.get(key, {})
+        snapshot = DeviceSnapshot(
+            site=key[0],
+            device=key[1],
+            last_telemetry_ns=last_seen.get(key),
+            status_state=st.get("state"),
+            status_ns=int(st["ns"]) if st else None,
+            status_reason=st.get("reason"),
+            interval_s=float(st["interval_s"]) if st.get("interval_s") is not None else None,
+        )
+        health[key] = device_health(snapshot, now_ns).state
+    return health
+
+
+def _open_critical_alerts(influx: InfluxFixture) -> list[tuple[str, str, str]]:
+    rows = query(
+        influx,
+        """
+        from(bucket: bucket)
+          |> range(start: -1h)
+          |> filter(fn: (r) => r._measurement == "alert_event")
+          |> filter(fn: (r) => r._field == "state" or r._field == "severity")
+          |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+          |> group(columns: ["site", "device", "type"])
+          |> sort(columns: ["_time"])
+          |> last(column: "_time")
+          |> filter(fn: (r) => r.state == "raised" and r.severity == "critical")
+        """,
+        bucket=influx.bucket,
+    )
+    return [(r["site"], r["device"], r["type"]) for r in rows]
+
+
+def test_simulate_demo_shows_online_stale_offline_and_critical_alerts(
+    broker: MosquittoProcess,
+    fresh_influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(broker, fresh_influxdb)
+    env = settings_env(settings)
+    seen: dict[str, object] = {}
+    with IngestProcess(settings) as ingest:
+        # The defaults, with the demo clock at 2 s instead of 5 s to keep the test short.
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "edgewatch.cli", "simulate", "--interval-s", "2"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+
+            def mix_present() -> bool:
+                health = _fleet_health(fresh_influxdb, time.time_ns())
+                alerts = _open_critical_alerts(fresh_influxdb)
+                by_state: dict[HealthState, set[str]] = {}
+                for (site, _), state in health.items():
+                    by_state.setdefault(state, set()).add(site)
+                seen.update(health=health, alerts=alerts)
+                return (
+                    len(health) == 20
+                    and all(
+                        by_state.get(s)
+                        for s in (HealthState.ONLINE, HealthState.STALE, HealthState.OFFLINE)
+                    )
+                    and len({site for site, _ in health}) == 4
+                    and len(alerts) >= 1
+                )
+
+            wait_until(mix_present, 90, "ONLINE, STALE, OFFLINE devices and critical alerts", 2.0)
+        finally:
+            sim.terminate()
+            _, err = sim.communicate(timeout=60)
+        assert sim.returncode == 0, err.decode()[-4000:]
+        assert "Traceback" not in err.decode()
+        assert "Traceback" not in ingest.log_text()
+    health = seen["health"]
+    assert isinstance(health, dict)
+    counts = {state: list(health.values()).count(state) for state in HealthState}
+    print(f"demo fleet: {counts}, open critical alerts: {seen['alerts']}")

@@ -1,0 +1,84 @@
+"""The exact line protocol of every measurement (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgewatch.models import AlertEvent, Reading, Rejected, StatusEvent, Telemetry
+from edgewatch.schema import (
+    dead_letter_line,
+    format_field,
+    ingest_stats_line,
+    line,
+    message_lines,
+)
+
+
+def test_tags_are_sorted_and_escaped() -> None:
+    assert line("m", {"b": "x y", "a": "p,q=r"}, {"f": 1.0}, 5) == r"m,a=p\,q\=r,b=x\ y f=1.0 5"
+
+
+def test_empty_tags_and_none_fields_are_dropped() -> None:
+    assert line("m", {"a": ""}, {"f": 1.0, "g": None}, 5) == "m f=1.0 5"
+
+
+def test_a_point_without_fields_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one field"):
+        line("m", {}, {"g": None}, 5)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "true"),
+        (False, "false"),
+        (3, "3i"),
+        (3.0, "3.0"),
+        (1e16, "1e+16"),
+        ('a"b\\', r'"a\"b\\"'),
+    ],
+)
+def test_field_values(value: float | int | bool | str, text: str) -> None:
+    assert format_field(value) == text
+
+
+def test_non_finite_floats_are_refused() -> None:
+    with pytest.raises(ValueError):
+        format_field(float("nan"))
+
+
+def test_telemetry_with_seq_gives_two_lines_at_the_reading_time() -> None:
+    message = Telemetry(
+        site="s", device="d", readings=(Reading(ts_ns=7, metrics={"x": 1.0, "ok": True}, seq=4),)
+    )
+    assert message_lines(message) == [
+        "telemetry,device=d,site=s x=1.0,ok=true 7",
+        "telemetry_seq,device=d,site=s seq=4i 7",
+    ]
+
+
+def test_alert_and_status_lines() -> None:
+    alert = AlertEvent(site="s", device="d", ts_ns=9, type="hot", severity="major", value=2.0)
+    assert message_lines(alert) == [
+        "alert_event,device=d,site=s,type=hot "
+        'severity="major",state="raised",message="",value=2.0 9'
+    ]
+    status = StatusEvent(site="s", device="d", ts_ns=9, state="online", interval_s=10.0)
+    assert message_lines(status) == [
+        'device_status,device=d,site=s state="online",interval_s=10.0 9'
+    ]
+
+
+def test_dead_letter_keeps_topic_reason_and_an_escaped_excerpt() -> None:
+    rejected = Rejected(
+        topic="t/x", code="json", reason="bad", payload_excerpt='{"a":\n1}', received_ns=3
+    )
+    assert dead_letter_line(rejected) == (
+        'dead_letter,code=json topic="t/x",reason="bad",payload="{\\"a\\":\\n1}" 3'
+    )
+
+
+def test_ingest_stats_keeps_int_and_float_types() -> None:
+    assert ingest_stats_line("i-1", {"received": 3, "lag_ms": 1.5}, 4) == (
+        "ingest_stats,instance=i-1 received=3i,lag_ms=1.5 4"
+    )
