@@ -1,0 +1,113 @@
+"""Device detail page: state and reason, what it runs, recent metrics, alerts, online history.
+
+The device comes from the query string (`?site=...&device=...`), so a link opens it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, data, ui
+from dashboard.ranges import PRESETS, preset_range
+from edgewatch.contract import is_valid_name
+
+settings, connection, user = ui.context()
+st.title("Device")
+
+view = ui.load_or_stop(data.load_fleet, connection)
+devices = data.fleet_frame(view)
+ui.ingest_banner(view)
+
+site = st.query_params.get("site", "")
+device = st.query_params.get("device", "")
+known = [f"{s}/{d}" for s, d in zip(devices["site"], devices["device"], strict=True)]
+if not (is_valid_name(site) and is_valid_name(device)):
+    if not known:
+        st.info("No device has reported yet, so there is nothing to show here.")
+        st.stop()
+    choice = st.selectbox(
+        "Device", options=known, index=None, key="device_pick", placeholder="Choose a device"
+    )
+    if choice is None:
+        st.stop()
+    site, device = choice.split("/", 1)
+    st.query_params.update({"site": site, "device": device})
+
+match = devices[(devices["site"] == site) & (devices["device"] == device)]
+if match.empty:
+    st.warning(f"No device {site}/{device} has reported in the last 30 days.")
+    st.stop()
+row = match.iloc[0]
+now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
+
+st.header(f"{site} / {device}")
+cols = st.columns(4)
+cols[0].markdown(
+    f"<span style='background:{charts.HEALTH_COLORS[row['state']]};color:white;padding:4px 10px;"
+    f"border-radius:6px;font-weight:700'>{row['state']}</span>",
+    unsafe_allow_html=True,
+)
+cols[0].caption(str(row["reason"]))
+cols[1].metric("Since", "-" if pd.isna(row["since"]) else row["since"].strftime("%m-%d %H:%M UTC"))
+cols[2].metric("Last telemetry", ui.ago(row["last_seen"], now))
+cols[3].page_link(
+    ui.PAGE_TRENDS,
+    label="Open in trends",
+    icon=":material/show_chart:",
+    query_params={"devices": f"{site}/{device}"},
+)
+
+info = st.columns(4)
+info[0].metric("Model", row["model"] or "-")
+info[1].metric("Model version", row["model_version"] or "-")
+info[2].metric("Firmware", row["firmware"] or "-")
+has_coords = pd.notna(row["lat"]) and pd.notna(row["lon"])
+info[3].metric("Location", f"{row['lat']:.2f}, {row['lon']:.2f}" if has_coords else "-")
+
+st.subheader("Recent metrics")
+recent = ui.load(data.load_recent_metrics, connection, site, device)
+if recent is not None:
+    if recent.empty:
+        st.info("No telemetry from this device in the last 30 days.")
+    else:
+        st.dataframe(
+            recent, hide_index=True, key="device_metrics", column_config=ui.column_config(recent)
+        )
+
+range_label = st.radio(
+    "History", options=["24 h", "7 d", "30 d"], index=1, horizontal=True, key="device_range"
+)
+history_range = preset_range(range_label if range_label in PRESETS else "7 d", datetime.now(UTC))
+
+st.subheader("Alerts")
+loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
+if loaded is not None:
+    alerts_now_ns, records = loaded
+    mine = [r for r in records if r.site == site and r.device == device]
+    if not mine:
+        st.info("No alerts from this device.")
+    else:
+        frame = data.alerts_frame(mine, alerts_now_ns)
+        st.dataframe(
+            ui.styled(frame.drop(columns=["alert_id", "site", "device"]), severity="severity"),
+            hide_index=True,
+            key="device_alerts",
+            column_config=ui.column_config(frame),
+        )
+
+st.subheader("Online / offline history")
+history = ui.load(data.load_status_history, connection, site, device, history_range)
+if history is not None:
+    if history.empty:
+        st.info(f"No status message from this device in the last {range_label}.")
+    else:
+        st.plotly_chart(charts.status_timeline_figure(history, stop=now), key="device_status_fig")
+        st.dataframe(
+            history.sort_values("time", ascending=False),
+            hide_index=True,
+            key="device_status_table",
+            column_config=ui.column_config(history),
+        )

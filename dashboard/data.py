@@ -1,0 +1,811 @@
+"""dashboard room: the only module that talks to InfluxDB.
+
+Reads run the parameterised Flux files in `dashboard/queries/` (user input only ever reaches a
+query as a Flux parameter, never as query text) and return pandas frames or the core's
+dataclasses; the one write is an operator's alert action into the ops bucket. `FleetStore`
+takes its client, so tests use it directly; the `load_*` functions below are the cached
+entry points the pages call (`st.cache_data`, keyed on their arguments; filters are applied
+by the pages, outside the cache). The client itself is the one `st.cache_resource`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+
+from dashboard.auth import User, require_operator
+from dashboard.ranges import QueryPlan, Source, TimeRange
+from edgewatch.alerts import (
+    AlertAction,
+    AlertRecord,
+    StoredAlertEvent,
+    fold_alerts,
+    validate_action,
+)
+from edgewatch.contract import is_valid_metric_name, is_valid_name
+from edgewatch.health import (
+    DeviceHealth,
+    DeviceSnapshot,
+    HealthState,
+    fleet_health,
+    worst_state,
+)
+from edgewatch.schema import alert_action_line
+from edgewatch.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+QUERIES_DIR = Path(__file__).parent / "queries"
+# Raw data is kept 30 days, so nothing older can say when a device was last seen.
+DEVICE_LOOKBACK = timedelta(days=30)
+METRIC_LOOKBACK_1H = timedelta(days=400)
+DEAD_LETTER_LIMIT = 50
+NS_PER_SECOND = 1_000_000_000
+Row = Mapping[str, Any]
+
+
+def _refresh_ttl_seconds() -> float:
+    # Cached data must never be older than the refresh interval the pages promise.
+    try:
+        return max(1.0, load_settings().dashboard_refresh_seconds)
+    except Exception:  # a bad setting is reported by the page that loads settings
+        return 10.0
+
+
+CACHE_TTL_SECONDS = _refresh_ttl_seconds()
+
+
+class StoreUnavailableError(RuntimeError):
+    """InfluxDB cannot be reached or refused us; the message says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how to reach InfluxDB: hashable, so it can key the caches."""
+
+    url: str
+    org: str
+    token: str
+    bucket: str
+    bucket_1m: str
+    bucket_1h: str
+    bucket_ops: str
+    timeout_s: float
+    ingest_interval_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Connection:
+        """The dashboard token if set (least privilege), else the general one."""
+        secret = settings.dashboard_token or settings.influxdb_token
+        return cls(
+            url=settings.influxdb_url,
+            org=settings.influxdb_org,
+            token=secret.get_secret_value() if secret is not None else "",
+            bucket=settings.influxdb_bucket,
+            bucket_1m=settings.influxdb_bucket_1m,
+            bucket_1h=settings.influxdb_bucket_1h,
+            bucket_ops=settings.influxdb_bucket_ops,
+            timeout_s=settings.influxdb_timeout_seconds,
+            ingest_interval_s=settings.ingest_stats_interval_seconds,
+        )
+
+    def bucket_for(self, source: Source) -> str:
+        return {
+            Source.RAW: self.bucket,
+            Source.ROLLUP_1M: self.bucket_1m,
+            Source.ROLLUP_1H: self.bucket_1h,
+        }[source]
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a device said about itself in its last status messages."""
+
+    model: str | None = None
+    model_version: str | None = None
+    firmware: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    last_ns: int | None
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    """The fleet at `now_ns`: each device's health, what it reported, the ingest heartbeat."""
+
+    now_ns: int
+    health: tuple[DeviceHealth, ...]
+    info: Mapping[tuple[str, str], DeviceInfo] = field(default_factory=dict)
+    heartbeat: Heartbeat = Heartbeat(None, 5.0)
+
+    @property
+    def ingest_silent(self) -> bool:
+        return bool(self.health) and all(h.state == "UNKNOWN" for h in self.health)
+
+
+# ------------------------------------------------------------------ pure parsing helpers
+
+
+def _row_ns(row: Row) -> int:
+    """A row's time in ns: the exact `time_ns` column where the query gives one."""
+    exact = row.get("time_ns")
+    return int(exact) if exact is not None else _ns(row["_time"])
+
+
+def _ns(value: Any) -> int:
+    """A record time (datetime from influxdb-client, or a pandas Timestamp) in ns."""
+    if isinstance(value, pd.Timestamp):
+        return int(value.value)
+    if isinstance(value, datetime):
+        return int(pd.Timestamp(value).value)
+    return int(value)
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def parse_snapshots(
+    status_rows: Iterable[Row], seen_rows: Iterable[Row]
+) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo]]:
+    """Device snapshots and self-descriptions from the last-status and last-seen queries.
+
+    `status_rows` are (site, device, _field, _value, _time) per device_status field;
+    `seen_rows` are (site, device, _time) of the newest telemetry.
+    """
+    fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
+    for row in status_rows:
+        key = (str(row["site"]), str(row["device"]))
+        fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row["_value"])
+    seen: dict[tuple[str, str], int] = {
+        (str(row["site"]), str(row["device"])): _ns(row["_time"]) for row in seen_rows
+    }
+    snapshots: list[DeviceSnapshot] = []
+    info: dict[tuple[str, str], DeviceInfo] = {}
+    for key in sorted(set(fields) | set(seen)):
+        status = fields.get(key, {})
+        state = status.get("state")
+        reason = status.get("reason")
+        # A reason belongs to the status it came with; an older one does not explain a newer state.
+        reason_text = (
+            _text(reason[1])
+            if reason is not None and state is not None and reason[0] == state[0]
+            else None
+        )
+        interval = status.get("interval_s")
+        snapshots.append(
+            DeviceSnapshot(
+                site=key[0],
+                device=key[1],
+                last_telemetry_ns=seen.get(key),
+                status_state=_text(state[1]) if state else None,
+                status_ns=state[0] if state else None,
+                status_reason=reason_text,
+                interval_s=_float(interval[1]) if interval else None,
+            )
+        )
+        info[key] = DeviceInfo(
+            model=_text(status["model"][1]) if "model" in status else None,
+            model_version=_text(status["model_version"][1]) if "model_version" in status else None,
+            firmware=_text(status["firmware"][1]) if "firmware" in status else None,
+            lat=_float(status["lat"][1]) if "lat" in status else None,
+            lon=_float(status["lon"][1]) if "lon" in status else None,
+        )
+    return snapshots, info
+
+
+def parse_heartbeat(rows: Iterable[Row], default_interval_s: float) -> Heartbeat:
+    """The newest ingest report; its own interval_s says how often to expect the next."""
+    newest: Row | None = None
+    for row in rows:
+        if newest is None or _ns(row["_time"]) > _ns(newest["_time"]):
+            newest = row
+    if newest is None:
+        return Heartbeat(None, default_interval_s)
+    interval = _float(newest.get("_value"))
+    return Heartbeat(_ns(newest["_time"]), interval if interval else default_interval_s)
+
+
+def parse_series(rows: Iterable[Row]) -> pd.DataFrame:
+    """Rows of (_time, site, device, stat, _value) into one row per device and window."""
+    frame = pd.DataFrame(
+        [
+            {
+                "time": pd.Timestamp(row["_time"]),
+                "site": str(row["site"]),
+                "device": str(row["device"]),
+                "stat": str(row["stat"]),
+                "value": _float(row["_value"]),
+            }
+            for row in rows
+        ],
+        columns=["time", "site", "device", "stat", "value"],
+    )
+    columns = ["time", "site", "device", "mean", "min", "max"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    wide = frame.pivot_table(
+        index=["site", "device", "time"], columns="stat", values="value", aggfunc="first"
+    ).reset_index()
+    for stat in ("mean", "min", "max"):
+        if stat not in wide:
+            wide[stat] = float("nan")
+    wide["time"] = pd.to_datetime(wide["time"], utc=True)
+    return wide[columns].sort_values(["site", "device", "time"]).reset_index(drop=True)
+
+
+def parse_alert_events(rows: Iterable[Row]) -> list[StoredAlertEvent]:
+    events = []
+    for row in rows:
+        events.append(
+            StoredAlertEvent(
+                site=str(row["site"]),
+                device=str(row["device"]),
+                type=str(row["type"]),
+                ts_ns=_row_ns(row),
+                severity=str(row.get("severity") or "info"),
+                state=str(row.get("state") or "raised"),
+                message=str(row.get("message") or ""),
+                value=_float(row.get("value")),
+            )
+        )
+    return events
+
+
+def parse_alert_actions(rows: Iterable[Row]) -> list[AlertAction]:
+    actions = []
+    for row in rows:
+        if not row.get("alert_id") or not row.get("action"):
+            continue
+        snooze = row.get("snooze_until_ns")
+        actions.append(
+            AlertAction(
+                alert_id=str(row["alert_id"]),
+                action=str(row["action"]),
+                user=str(row.get("user") or ""),
+                ts_ns=_row_ns(row),
+                note=str(row.get("note") or ""),
+                snooze_until_ns=int(snooze) if snooze is not None else 0,
+            )
+        )
+    return actions
+
+
+def counter_rates(stats: pd.DataFrame, counters: Sequence[str]) -> pd.DataFrame:
+    """Per-second rates from counters-since-start, per ingest instance.
+
+    A counter that went down means the instance restarted: that interval's delta is the new
+    value itself (counted from zero), never a negative rate.
+    """
+    out_columns = ["time", *counters]
+    if stats.empty:
+        return pd.DataFrame(columns=out_columns)
+    parts = []
+    for _, part in stats.sort_values("time").groupby("instance", sort=False):
+        seconds = part["time"].diff().dt.total_seconds()
+        rates = pd.DataFrame({"time": part["time"]})
+        for counter in counters:
+            if counter not in part:
+                rates[counter] = float("nan")
+                continue
+            values = pd.to_numeric(part[counter], errors="coerce")
+            delta = values.diff()
+            delta = delta.where(delta >= 0, values)
+            rates[counter] = delta / seconds
+        parts.append(rates.iloc[1:])
+    if not parts:
+        return pd.DataFrame(columns=out_columns)
+    merged = pd.concat(parts)
+    # Several instances: the fleet's rate is their sum per report time.
+    return merged.groupby("time", as_index=False)[list(counters)].sum(min_count=1)
+
+
+def fleet_frame(view: FleetView) -> pd.DataFrame:
+    """One row per device: site, device, state, reason, since, last seen and what it runs."""
+    rows = []
+    for h in view.health:
+        info = view.info.get((h.site, h.device), DeviceInfo())
+        rows.append(
+            {
+                "site": h.site,
+                "device": h.device,
+                "state": str(h.state),
+                "reason": h.reason,
+                "since": _ts(h.since_ns),
+                "last_seen": _ts(h.last_seen_ns),
+                "model": info.model,
+                "model_version": info.model_version,
+                "firmware": info.firmware,
+                "lat": info.lat,
+                "lon": info.lon,
+            }
+        )
+    columns = [
+        "site",
+        "device",
+        "state",
+        "reason",
+        "since",
+        "last_seen",
+        "model",
+        "model_version",
+        "firmware",
+        "lat",
+        "lon",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def site_frame(devices: pd.DataFrame) -> pd.DataFrame:
+    """One row per site: the worst state of its devices, counts per state, mean coordinates."""
+    columns = ["site", "state", "devices", "ONLINE", "STALE", "OFFLINE", "UNKNOWN", "lat", "lon"]
+    if devices.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for site, part in devices.groupby("site", sort=True):
+        states = list(part["state"])
+        row: dict[str, Any] = {
+            "site": site,
+            "state": str(worst_state([HealthState(s) for s in states])),
+            "devices": len(part),
+        }
+        for state in ("ONLINE", "STALE", "OFFLINE", "UNKNOWN"):
+            row[state] = states.count(state)
+        row["lat"] = pd.to_numeric(part["lat"], errors="coerce").mean()
+        row["lon"] = pd.to_numeric(part["lon"], errors="coerce").mean()
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def alerts_frame(records: Sequence[AlertRecord], now_ns: int) -> pd.DataFrame:
+    """One row per alert record, with its review state at `now_ns`."""
+    rows = [
+        {
+            "alert_id": r.alert_id,
+            "severity": r.severity,
+            "state": str(r.state_at(now_ns)),
+            "site": r.site,
+            "device": r.device,
+            "type": r.type,
+            "message": r.message,
+            "count": r.count,
+            "last_value": r.last_value,
+            "opened": _ts(r.opened_ns),
+            "last": _ts(r.last_ns),
+            "acknowledged_by": r.acknowledged_by,
+            "snoozed_until": _ts(r.snoozed_until_ns),
+            "closed_by": r.closed_by,
+        }
+        for r in records
+    ]
+    columns = [
+        "alert_id",
+        "severity",
+        "state",
+        "site",
+        "device",
+        "type",
+        "message",
+        "count",
+        "last_value",
+        "opened",
+        "last",
+        "acknowledged_by",
+        "snoozed_until",
+        "closed_by",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _ts(ns: int | None) -> pd.Timestamp | None:
+    return None if ns is None else pd.Timestamp(ns, unit="ns", tz="UTC")
+
+
+def check_keys(keys: Iterable[tuple[str, str]]) -> list[str]:
+    """Allow-list site and device names (the contract's pattern); "site/device" for Flux."""
+    out = []
+    for site, device in keys:
+        if not is_valid_name(site) or not is_valid_name(device):
+            raise ValueError(f"not a valid site/device name: {site!r}/{device!r}")
+        out.append(f"{site}/{device}")
+    return out
+
+
+def check_metric(metric: str) -> str:
+    if not is_valid_metric_name(metric):
+        raise ValueError(f"not a valid metric name: {metric!r}")
+    return metric
+
+
+# ------------------------------------------------------------------------------ the store
+
+
+@functools.cache
+def load_query(name: str) -> str:
+    """The text of `queries/<name>.flux` (fixed text: only parameters vary)."""
+    return (QUERIES_DIR / f"{name}.flux").read_text(encoding="utf-8")
+
+
+def unreachable_message(url: str, error: BaseException) -> str:
+    """What an operator reads when InfluxDB does not answer, with what to do about it."""
+    # Only an HTTP answer has a status; a refused connection has none (and its text may well
+    # contain "401" as part of a port number).
+    status = getattr(error, "status", None)
+    text = str(getattr(error, "body", "") or "")
+    if status in (401, 403):
+        return (
+            f"InfluxDB at {url} refused the dashboard's token: set EDGEWATCH_DASHBOARD_TOKEN "
+            '(or INFLUXDB_V2_TOKEN), e.g. `eval "$(edgewatch stack env --export)"`.'
+        )
+    if status == 404 and "bucket" in text.lower():
+        return (
+            f"InfluxDB at {url} lacks a bucket the dashboard reads: run `edgewatch stack up` "
+            "to create the buckets, or check INFLUXDB_V2_BUCKET and EDGEWATCH_BUCKET_*."
+        )
+    return f"InfluxDB at {url} cannot be reached: start it with `edgewatch stack up`."
+
+
+class FleetStore:
+    """Reads the fleet from InfluxDB and records operators' alert actions."""
+
+    def __init__(self, *, client: InfluxDBClient, connection: Connection) -> None:
+        self._client = client
+        self._conn = connection
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    def _query(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        try:
+            tables = self._client.query_api().query(
+                load_query(name),
+                org=self._conn.org,
+                # influxdb-client sends each parameter as a Flux option; the "_" keeps their
+                # names clear of Flux's own (`limit`, `start`...).
+                params={f"_{key}": value for key, value in params.items()},
+            )
+        except Exception as exc:
+            # Any failure here is the store's, not the page's: say so once, in words.
+            logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
+            raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
+        return [dict(record.values) for table in tables for record in table.records]
+
+    # -- fleet
+
+    def heartbeat(self, now: datetime) -> Heartbeat:
+        rows = self._query(
+            "ingest_heartbeat", {"bucket": self._conn.bucket, "start": now - DEVICE_LOOKBACK}
+        )
+        return parse_heartbeat(rows, self._conn.ingest_interval_s)
+
+    def fleet(self, now_ns: int) -> FleetView:
+        now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
+        params = {"bucket": self._conn.bucket, "start": now - DEVICE_LOOKBACK}
+        status_rows = self._query("device_status_last", params)
+        seen_rows = self._query("telemetry_last_seen", params)
+        snapshots, info = parse_snapshots(status_rows, seen_rows)
+        beat = self.heartbeat(now)
+        health = fleet_health(
+            snapshots,
+            now_ns,
+            ingest_last_report_ns=beat.last_ns,
+            ingest_report_interval_s=beat.interval_s,
+        )
+        return FleetView(now_ns=now_ns, health=tuple(health), info=info, heartbeat=beat)
+
+    # -- alerts
+
+    def alert_records(self, time_range: TimeRange) -> list[AlertRecord]:
+        params = {"start": time_range.start, "stop": time_range.stop}
+        events = parse_alert_events(
+            self._query("alert_events", {**params, "bucket": self._conn.bucket})
+        )
+        actions = parse_alert_actions(
+            self._query("alert_actions", {**params, "bucket": self._conn.bucket_ops})
+        )
+        return fold_alerts(events, actions)
+
+    def record_action(
+        self,
+        *,
+        user: User,
+        alert: AlertRecord,
+        action: str,
+        note: str = "",
+        snooze_until_ns: int = 0,
+        now_ns: int | None = None,
+    ) -> None:
+        """Store one operator action (`alert_action` in the ops bucket) with who, when, note."""
+        # Checked here as well as in the page: a viewer must not act, whatever the UI shows.
+        require_operator(user)
+        validate_action(action, note, user.name)
+        if snooze_until_ns < 0:
+            raise ValueError("snooze_until_ns must not be negative")
+        record = alert_action_line(
+            site=alert.site,
+            device=alert.device,
+            alert_type=alert.type,
+            alert_id=alert.alert_id,
+            action=action,
+            user=user.name,
+            note=note,
+            snooze_until_ns=snooze_until_ns,
+            ts_ns=now_ns if now_ns is not None else time.time_ns(),
+        )
+        try:
+            with self._client.write_api(write_options=SYNCHRONOUS) as writer:
+                writer.write(
+                    bucket=self._conn.bucket_ops,
+                    org=self._conn.org,
+                    record=record,
+                    write_precision=WritePrecision.NS,
+                )
+        except Exception as exc:
+            logger.warning("alert action %s on %s not stored: %s", action, alert.alert_id, exc)
+            raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
+        logger.info("alert %s: %s by %s", alert.alert_id, action, user.name)
+
+    # -- trends
+
+    def metric_names(self, keys: Sequence[tuple[str, str]], now: datetime) -> list[str]:
+        if not keys:
+            return []
+        rows = self._query(
+            "metric_names",
+            {
+                "bucket": self._conn.bucket,
+                "bucket_1h": self._conn.bucket_1h,
+                "start": now - DEVICE_LOOKBACK,
+                "start_1h": now - METRIC_LOOKBACK_1H,
+                "keys": check_keys(keys),
+            },
+        )
+        return sorted({str(r["_value"]) for r in rows if is_valid_metric_name(str(r["_value"]))})
+
+    def series(
+        self,
+        keys: Sequence[tuple[str, str]],
+        metric: str,
+        time_range: TimeRange,
+        plan: QueryPlan,
+    ) -> pd.DataFrame:
+        """Mean/min/max per window of one metric for several devices."""
+        if not keys:
+            return parse_series([])
+        query = "series_raw" if plan.source == Source.RAW else "series_rollup"
+        rows = self._query(
+            query,
+            {
+                "bucket": self._conn.bucket_for(plan.source),
+                "start": time_range.start,
+                "stop": time_range.stop,
+                "every": plan.window,
+                "metric": check_metric(metric),
+                "keys": check_keys(keys),
+            },
+        )
+        return parse_series(rows)
+
+    # -- one device
+
+    def status_history(self, site: str, device: str, time_range: TimeRange) -> pd.DataFrame:
+        check_keys([(site, device)])
+        rows = self._query(
+            "device_status_history",
+            {
+                "bucket": self._conn.bucket,
+                "start": time_range.start,
+                "stop": time_range.stop,
+                "site": site,
+                "device": device,
+            },
+        )
+        return pd.DataFrame(
+            [
+                {
+                    "time": pd.Timestamp(r["_time"]),
+                    "state": r.get("state"),
+                    "reason": r.get("reason") or "",
+                }
+                for r in rows
+            ],
+            columns=["time", "state", "reason"],
+        )
+
+    def recent_metrics(self, site: str, device: str, now: datetime) -> pd.DataFrame:
+        check_keys([(site, device)])
+        rows = self._query(
+            "device_recent_metrics",
+            {
+                "bucket": self._conn.bucket,
+                "start": now - DEVICE_LOOKBACK,
+                "site": site,
+                "device": device,
+            },
+        )
+        frame = pd.DataFrame(
+            [
+                {"metric": r["_field"], "value": r["_value"], "time": pd.Timestamp(r["_time"])}
+                for r in rows
+            ],
+            columns=["metric", "value", "time"],
+        )
+        return frame.sort_values("metric").reset_index(drop=True)
+
+    # -- ingest
+
+    def ingest_stats(self, time_range: TimeRange) -> pd.DataFrame:
+        rows = self._query(
+            "ingest_stats",
+            {"bucket": self._conn.bucket, "start": time_range.start, "stop": time_range.stop},
+        )
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return pd.DataFrame(columns=["time", "instance"])
+        frame = frame.rename(columns={"_time": "time"})
+        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        keep = [c for c in frame.columns if c not in ("result", "table")]
+        return frame[keep].sort_values("time").reset_index(drop=True)
+
+    def dead_letters(self, time_range: TimeRange, limit: int = DEAD_LETTER_LIMIT) -> pd.DataFrame:
+        rows = self._query(
+            "dead_letters",
+            {
+                "bucket": self._conn.bucket,
+                "start": time_range.start,
+                "stop": time_range.stop,
+                "limit": int(limit),
+            },
+        )
+        return pd.DataFrame(
+            [
+                {
+                    "time": pd.Timestamp(r["_time"]),
+                    "code": r.get("code"),
+                    "topic": r.get("topic"),
+                    "reason": r.get("reason"),
+                    "payload": r.get("payload"),
+                }
+                for r in rows
+            ],
+            columns=["time", "code", "topic", "reason", "payload"],
+        )
+
+    def dead_letter_counts(self, time_range: TimeRange) -> dict[str, int]:
+        rows = self._query(
+            "dead_letter_counts",
+            {"bucket": self._conn.bucket, "start": time_range.start, "stop": time_range.stop},
+        )
+        counts: dict[str, int] = {}
+        for row in rows:
+            code = str(row.get("code"))
+            counts[code] = counts.get(code, 0) + int(row["_value"])
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# ------------------------------------------------------------------- cached entry points
+
+
+@st.cache_resource(show_spinner=False)
+def get_client(url: str, token: str, org: str, timeout_s: float) -> InfluxDBClient:
+    """The one InfluxDB client per connection, shared by all sessions."""
+    return InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000))
+
+
+def store_for(connection: Connection) -> FleetStore:
+    client = get_client(connection.url, connection.token, connection.org, connection.timeout_s)
+    return FleetStore(client=client, connection=connection)
+
+
+def ping(connection: Connection) -> str | None:
+    """None when InfluxDB answers, else the message to show."""
+    client = get_client(connection.url, connection.token, connection.org, connection.timeout_s)
+    try:
+        if client.ping():
+            return None
+    except Exception as exc:
+        return unreachable_message(connection.url, exc)
+    return unreachable_message(connection.url, ConnectionError("no answer"))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_fleet(connection: Connection) -> FleetView:
+    return store_for(connection).fleet(time.time_ns())
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_alerts(connection: Connection, lookback_days: int) -> tuple[int, list[AlertRecord]]:
+    """(now_ns, records) over the lookback: the fold needs every event and action in it."""
+    now_ns = time.time_ns()
+    now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
+    window = TimeRange(start=now - timedelta(days=lookback_days), stop=now + timedelta(minutes=5))
+    return now_ns, store_for(connection).alert_records(window)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_metric_names(connection: Connection, keys: tuple[tuple[str, str], ...]) -> list[str]:
+    return store_for(connection).metric_names(keys, datetime.now(tz=UTC))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_series(
+    connection: Connection,
+    keys: tuple[tuple[str, str], ...],
+    metric: str,
+    time_range: TimeRange,
+    plan: QueryPlan,
+) -> pd.DataFrame:
+    return store_for(connection).series(keys, metric, time_range, plan)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_status_history(
+    connection: Connection, site: str, device: str, time_range: TimeRange
+) -> pd.DataFrame:
+    return store_for(connection).status_history(site, device, time_range)
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_recent_metrics(connection: Connection, site: str, device: str) -> pd.DataFrame:
+    return store_for(connection).recent_metrics(site, device, datetime.now(tz=UTC))
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_ingest(
+    connection: Connection, time_range: TimeRange
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """(self-metrics, newest dead letters, dead letters per code) over the range."""
+    store = store_for(connection)
+    return (
+        store.ingest_stats(time_range),
+        store.dead_letters(time_range),
+        store.dead_letter_counts(time_range),
+    )
+
+
+def record_action(
+    connection: Connection,
+    *,
+    user: User,
+    alert: AlertRecord,
+    action: str,
+    note: str = "",
+    snooze_until_ns: int = 0,
+) -> None:
+    """Store an action and drop the cached alerts, so the page shows its effect at once."""
+    store_for(connection).record_action(
+        user=user, alert=alert, action=action, note=note, snooze_until_ns=snooze_until_ns
+    )
+    load_alerts.clear()

@@ -1,0 +1,10 @@
+// The newest dead letters in the range: code, topic, reason and payload excerpt.
+// params (sent as Flux options by influxdb-client, names prefixed "_"): bucket (string), start (time), stop (time), limit (int)
+from(bucket: _bucket)
+    |> range(start: _start, stop: _stop)
+    |> filter(fn: (r) => r._measurement == "dead_letter")
+    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    |> keep(columns: ["_time", "code", "topic", "reason", "payload"])
+    |> group()
+    |> sort(columns: ["_time"], desc: true)
+    |> limit(n: _limit)

@@ -1,0 +1,10 @@
+// When each device last sent telemetry: the newest point over all of its metrics.
+// params (sent as Flux options by influxdb-client, names prefixed "_"): bucket (string), start (time)
+from(bucket: _bucket)
+    |> range(start: _start)
+    |> filter(fn: (r) => r._measurement == "telemetry")
+    |> last()
+    |> keep(columns: ["_time", "site", "device"])
+    |> group(columns: ["site", "device"])
+    |> sort(columns: ["_time"], desc: true)
+    |> limit(n: 1)

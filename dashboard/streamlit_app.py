@@ -1,0 +1,24 @@
+"""dashboard room: the Streamlit entry point. Declares the pages and the frame around them.
+
+Run with `edgewatch dashboard` (or `streamlit run dashboard/streamlit_app.py`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import ui
+
+st.set_page_config(page_title="edgewatch", page_icon=":material/sensors:", layout="wide")
+
+pages = [
+    st.Page(ui.PAGE_FLEET, title="Fleet overview", icon=":material/dashboard:", default=True),
+    st.Page(ui.PAGE_ALERTS, title="Alerts", icon=":material/notifications_active:"),
+    st.Page(ui.PAGE_TRENDS, title="Trends", icon=":material/show_chart:"),
+    st.Page(ui.PAGE_DEVICE, title="Device", icon=":material/memory:"),
+    st.Page(ui.PAGE_INGEST, title="Ingest health", icon=":material/input:"),
+]
+page = st.navigation(pages)
+settings, _, user = ui.context()
+ui.sidebar_footer(settings, user)
+page.run()

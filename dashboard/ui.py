@@ -1,0 +1,147 @@
+"""dashboard room: the few Streamlit helpers every page shares (context, errors, badges).
+
+Pages stay thin by calling these; nothing here talks to InfluxDB except through `data`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import pandas as pd
+import streamlit as st
+from pydantic import ValidationError
+
+from dashboard import data
+from dashboard.auth import User
+from dashboard.charts import HEALTH_COLORS, SEVERITY_COLORS
+from dashboard.identity import current_user
+from edgewatch.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+PAGE_FLEET = "app_pages/fleet.py"
+PAGE_ALERTS = "app_pages/alerts.py"
+PAGE_TRENDS = "app_pages/trends.py"
+PAGE_DEVICE = "app_pages/device.py"
+PAGE_INGEST = "app_pages/ingest.py"
+
+
+def context() -> tuple[Settings, data.Connection, User]:
+    """Settings, the InfluxDB connection and the acting user; stops the page on bad settings."""
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        st.error(
+            f"The dashboard's settings are invalid: {exc.errors()[0].get('msg')}. "
+            "Check the EDGEWATCH_* and INFLUXDB_V2_* environment variables."
+        )
+        st.stop()
+    connection = data.Connection.from_settings(settings)
+    if not connection.token:
+        st.error(
+            "No InfluxDB token is configured: set EDGEWATCH_DASHBOARD_TOKEN or "
+            'INFLUXDB_V2_TOKEN, e.g. `eval "$(edgewatch stack env --export)"`.'
+        )
+        st.stop()
+    return settings, connection, current_user(settings)
+
+
+def load(loader: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """Run a data loader; on a store failure show what to do and return None."""
+    try:
+        return loader(*args, **kwargs)
+    except data.StoreUnavailableError as exc:
+        st.error(str(exc), icon=":material/cloud_off:")
+        return None
+    except ValueError as exc:
+        # Input the allow-list refused: say which, never a traceback.
+        st.warning(f"That selection cannot be shown: {exc}")
+        return None
+
+
+def load_or_stop(loader: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`load`, but the page ends (after showing the message) when there is nothing to show."""
+    result = load(loader, *args, **kwargs)
+    if result is None:
+        st.stop()
+    return result
+
+
+def ingest_banner(view: data.FleetView) -> None:
+    """Say plainly when the ingest stopped: the states shown are then not current."""
+    if not view.health and view.heartbeat.last_ns is None:
+        return
+    if view.ingest_silent:
+        reason = view.health[0].reason
+        st.error(
+            f"**Fleet state UNKNOWN: {reason}.** Nothing here is current: device data stops "
+            "at the ingest's last report. Check the ingest (`edgewatch ingest`) and its logs.",
+            icon=":material/report:",
+        )
+
+
+def state_color(value: Any) -> str:
+    color = HEALTH_COLORS.get(str(value))
+    return f"background-color: {color}; color: white; font-weight: 600" if color else ""
+
+
+def severity_color(value: Any) -> str:
+    color = SEVERITY_COLORS.get(str(value))
+    if not color:
+        return ""
+    text = "black" if value in ("minor", "warning") else "white"
+    return f"background-color: {color}; color: {text}; font-weight: 600"
+
+
+def styled(frame: pd.DataFrame, *, state: str | None = None, severity: str | None = None) -> Any:
+    """A Styler that paints the health-state and severity columns in their colours."""
+    styler = frame.style
+    if state and state in frame:
+        styler = styler.map(state_color, subset=[state])
+    if severity and severity in frame:
+        styler = styler.map(severity_color, subset=[severity])
+    return styler
+
+
+TIME_FORMAT = "YYYY-MM-DD HH:mm:ss"
+TIME_COLUMNS = ("time", "since", "last_seen", "opened", "last", "snoozed_until")
+
+
+def column_config(frame: pd.DataFrame) -> dict[str, Any]:
+    """Readable times (no microseconds) for the time columns a frame has."""
+    return {
+        name: st.column_config.DatetimeColumn(name.replace("_", " "), format=TIME_FORMAT)
+        for name in TIME_COLUMNS
+        if name in frame
+    }
+
+
+def short_time(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%m-%d %H:%M UTC")
+
+
+def ago(ts: pd.Timestamp | None, now: pd.Timestamp) -> str:
+    """'12 s ago', '5 min ago', '3.2 h ago', or 'never'."""
+    if ts is None or pd.isna(ts):
+        return "never"
+    seconds = max(0.0, (now - ts).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} d ago"
+
+
+def sidebar_footer(settings: Settings, user: User) -> None:
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.name}** ({user.role})")
+        st.caption(
+            f"InfluxDB: {settings.influxdb_url} · refresh {settings.dashboard_refresh_seconds:g} s"
+        )

@@ -1,0 +1,158 @@
+"""The dashboard in a real browser: `edgewatch dashboard` as a process, Chromium via Playwright.
+
+Opens every page against a seeded InfluxDB, finds no error on screen, acknowledges an alert by
+clicks, and saves a screenshot of each page to test-artifacts/ (the fleet overview also to
+docs/screenshot-fleet.png for the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from stack.processes import free_port
+from stack.testing import InfluxFixture
+from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+START_TIMEOUT_S = 60.0
+PAGES = {
+    "fleet": ("/", "Fleet overview"),
+    "alerts": ("/alerts", "Alerts"),
+    "trends": (
+        "/trends?devices=dt-berlin/cam-1,dt-berlin/cam-2,dt-munich/cam-1"
+        "&metric=cpu_temp_c&range=1h",
+        "Trends",
+    ),
+    "device": ("/device?site=dt-munich&device=cam-2", "Device"),
+    "ingest": ("/ingest", "Ingest health"),
+}
+
+
+@pytest.fixture(scope="module")
+def seeded_db(influxdb: InfluxFixture) -> DashboardDB:
+    db = make_dashboard_db(influxdb.url, influxdb.org, influxdb.admin_token)
+    seed_fleet(db)
+    return db
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(seeded_db: DashboardDB) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, **seeded_db.env(EDGEWATCH_DASHBOARD_PORT=str(port))}
+    log_path = ARTIFACTS / "dashboard.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "edgewatch"), "dashboard"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Its own process group: streamlit runs as a child of `edgewatch dashboard`.
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"edgewatch dashboard exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dashboard not up in {START_TIMEOUT_S} s: {log_path.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 2000})
+        yield context.new_page()
+        browser.close()
+
+
+def wait_for_page(page: Page, title: str) -> None:
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(timeout=30_000)
+    # Streamlit shows a status widget while the script runs; wait for the run to finish.
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000
+    )
+    page.wait_for_timeout(1500)  # charts draw after the script run
+
+
+def assert_no_errors(page: Page, name: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, name
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert errors == [], f"{name}: {errors}"
+
+
+def test_every_page_renders_without_errors(page: Page, dashboard_url: str) -> None:
+    for name, (path, title) in PAGES.items():
+        page.goto(dashboard_url + path)
+        wait_for_page(page, title)
+        assert_no_errors(page, name)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    shutil.copyfile(ARTIFACTS / "fleet.png", REPO_ROOT / "docs" / "screenshot-fleet.png")
+
+
+def test_fleet_shows_the_seeded_counts(page: Page, dashboard_url: str) -> None:
+    page.goto(dashboard_url + "/")
+    wait_for_page(page, "Fleet overview")
+    devices = page.locator('[data-testid="stMetric"]', has_text="Devices")
+    expect(devices.locator('[data-testid="stMetricValue"]')).to_have_text("7")
+
+
+def test_acknowledge_by_clicks_is_stored(
+    page: Page, dashboard_url: str, seeded_db: DashboardDB
+) -> None:
+    page.goto(dashboard_url + "/alerts")
+    wait_for_page(page, "Alerts")
+    note = page.get_by_label("Note")
+    note.fill("checked on site")
+    note.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Acknowledge", exact=True).click()
+    expect(page.get_by_text("Acknowledged 1 alert(s) as test-operator.")).to_be_visible(
+        timeout=30_000
+    )
+    assert_no_errors(page, "alerts after acknowledge")
+    page.screenshot(path=str(ARTIFACTS / "alerts-acknowledged.png"), full_page=True)
+    stored = seeded_db.query(
+        "from(bucket: _b) |> range(start: -1h)"
+        ' |> filter(fn: (r) => r._measurement == "alert_action")'
+        ' |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+        _b=seeded_db.bucket_ops,
+    )
+    assert [(r["action"], r["user"], r["note"]) for r in stored] == [
+        ("ack", "test-operator", "checked on site")
+    ]
