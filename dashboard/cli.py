@@ -7,10 +7,12 @@ environment, which is passed on unchanged.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from pathlib import Path
 
+from dashboard.auth import ROLES, UserStore
 from edgewatch.settings import load_settings
 
 APP_PATH = Path(__file__).resolve().parent / "streamlit_app.py"
@@ -57,3 +59,61 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--port", type=int, default=None, help="port (default: EDGEWATCH_DASHBOARD_PORT, 8501)"
     )
     parser.set_defaults(func=_run)
+    register_users(subparsers)
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise ValueError("the two passwords differ; nothing was changed")
+    user = UserStore(settings.users_path).add(args.name, password, args.role)
+    print(f"{user.name} ({user.role}) can sign in; accounts in {settings.users_path}")
+    return 0
+
+
+def _users_remove(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not UserStore(settings.users_path).remove(args.name):
+        raise ValueError(f"no dashboard user {args.name!r}: see `edgewatch users list`")
+    print(f"removed {args.name}; an open session of theirs ends at its next refresh")
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    for user in UserStore(settings.users_path).users():
+        print(f"{user.name:<40} {user.role}")
+    return 0
+
+
+def register_users(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `edgewatch users add|remove|list`: the dashboard's local accounts."""
+    parser = subparsers.add_parser(
+        "users",
+        help="dashboard accounts (local login): add, remove, list",
+        description="Local dashboard accounts with bcrypt-hashed passwords, kept in "
+        "EDGEWATCH_USERS_FILE (default: <state dir>/users.json). Roles: viewer reads; "
+        "operator also acknowledges, snoozes, resolves and comments.",
+    )
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(func=usage)
+    actions = parser.add_subparsers(title="actions", metavar="ACTION")
+    add = actions.add_parser("add", help="create a user, or replace their password and role")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(func=_users_add)
+    remove = actions.add_parser("remove", help="delete a user")
+    remove.add_argument("name")
+    remove.set_defaults(func=_users_remove)
+    actions.add_parser("list", help="every user and role").set_defaults(func=_users_list)

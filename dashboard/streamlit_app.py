@@ -18,7 +18,9 @@ pages = [
     st.Page(ui.PAGE_DEVICE, title="Device", icon=":material/memory:"),
     st.Page(ui.PAGE_INGEST, title="Ingest health", icon=":material/input:"),
 ]
-page = st.navigation(pages)
+# Navigation is declared on every run so a link (/alerts, /trends?...) survives the sign-in;
+# it stays hidden, and `ui.context` stops the run at the sign-in form, until there is a user.
+page = st.navigation(pages, position="sidebar" if ui.signed_in_hint() else "hidden")
 settings, _, user = ui.context()
 ui.sidebar_footer(settings, user)
 page.run()

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from dashboard import data
 from dashboard.auth import User
 from dashboard.charts import HEALTH_COLORS, SEVERITY_COLORS
-from dashboard.identity import current_user
+from dashboard.identity import current_user, may_have_user, sign_out
 from edgewatch.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,14 @@ PAGE_ALERTS = "app_pages/alerts.py"
 PAGE_TRENDS = "app_pages/trends.py"
 PAGE_DEVICE = "app_pages/device.py"
 PAGE_INGEST = "app_pages/ingest.py"
+
+
+def signed_in_hint() -> bool:
+    """Whether to show the page navigation on this run (see `identity.may_have_user`)."""
+    try:
+        return may_have_user(load_settings())
+    except ValidationError:
+        return False
 
 
 def context() -> tuple[Settings, data.Connection, User]:
@@ -142,6 +150,8 @@ def ago(ts: pd.Timestamp | None, now: pd.Timestamp) -> str:
 def sidebar_footer(settings: Settings, user: User) -> None:
     with st.sidebar:
         st.caption(f"Signed in as **{user.name}** ({user.role})")
+        if settings.auth_mode != "none":
+            st.button("Sign out", key="auth_sign_out", on_click=sign_out)
         st.caption(
             f"InfluxDB: {settings.influxdb_url} · refresh {settings.dashboard_refresh_seconds:g} s"
         )

@@ -8,6 +8,7 @@ Secrets come from the environment only; nothing here has a secret default.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,11 +73,19 @@ class Settings(BaseSettings):
     dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")
     dashboard_user: str = Field("operator", alias="EDGEWATCH_USER")
     alert_lookback_days: int = Field(30, alias="EDGEWATCH_ALERT_LOOKBACK_DAYS")
+    auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
+    users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
+    session_max_age_seconds: float = Field(8 * 3600, alias="EDGEWATCH_SESSION_MAX_AGE_SECONDS")
 
     # Local stack
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
     cache_dir: Path = Field(default_factory=default_cache_dir, alias="EDGEWATCH_CACHE_DIR")
     influxdb_version: str = Field(INFLUXDB_VERSION, alias="EDGEWATCH_INFLUXDB_VERSION")
+
+    @property
+    def users_path(self) -> Path:
+        """The dashboard's local account store (used when no identity provider is set)."""
+        return self.users_file or self.state_dir / "users.json"
 
     @property
     def mqtt_connect_port(self) -> int:

@@ -150,27 +150,29 @@ if not ids:
     st.stop()
 default_index = ids.index(selected_ids[0]) if selected_ids else 0
 chosen = st.selectbox("Alert", ids, index=default_index, format_func=label_of, key="alerts_pick")
-note = st.text_input(
-    "Note", key="alerts_note", max_chars=1000, placeholder="What you found or did (optional)"
-)
-snooze = st.selectbox(
-    "Snooze the acknowledgement",
-    list(SNOOZE_SECONDS),
-    key="alerts_snooze",
-    help="After this, an alert that is still open notifies again.",
-)
-
-b1, b2, b3, b4 = st.columns(4)
-disabled = not user.may_act
-ack = b1.button("Acknowledge", key="alerts_ack", disabled=disabled, type="primary")
-resolve = b2.button("Resolve", key="alerts_resolve", disabled=disabled)
-comment = b3.button("Comment", key="alerts_comment", disabled=disabled or not (note or "").strip())
 bulk_ids = selected_ids or [a for a in ids if by_id[a].state_at(now_ns) == AlertState.ACTIVE]
-bulk = b4.button(
-    f"Acknowledge {len(bulk_ids)} {'selected' if selected_ids else 'active shown'}",
-    key="alerts_bulk_ack",
-    disabled=disabled or not bulk_ids,
-)
+# A viewer gets no review controls at all (and the data layer refuses a viewer's write).
+note, snooze = "", None
+ack = resolve = comment = bulk = False
+if user.may_act:
+    note = st.text_input(
+        "Note", key="alerts_note", max_chars=1000, placeholder="What you found or did (optional)"
+    )
+    snooze = st.selectbox(
+        "Snooze the acknowledgement",
+        list(SNOOZE_SECONDS),
+        key="alerts_snooze",
+        help="After this, an alert that is still open notifies again.",
+    )
+    b1, b2, b3, b4 = st.columns(4)
+    ack = b1.button("Acknowledge", key="alerts_ack", type="primary")
+    resolve = b2.button("Resolve", key="alerts_resolve")
+    comment = b3.button("Comment", key="alerts_comment", disabled=not (note or "").strip())
+    bulk = b4.button(
+        f"Acknowledge {len(bulk_ids)} {'selected' if selected_ids else 'active shown'}",
+        key="alerts_bulk_ack",
+        disabled=not bulk_ids,
+    )
 
 
 def act(targets: list[str], action: str, done: str) -> None:

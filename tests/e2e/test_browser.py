@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from dashboard.auth import UserStore
 from stack.processes import free_port
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
+OPERATOR = ("test-operator", "operator-password")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 START_TIMEOUT_S = 60.0
 PAGES = {
@@ -52,9 +54,17 @@ def seeded_db(influxdb: InfluxFixture) -> DashboardDB:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(seeded_db: DashboardDB) -> Iterator[str]:
+def dashboard_url(
+    seeded_db: DashboardDB, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, **seeded_db.env(EDGEWATCH_DASHBOARD_PORT=str(port))}
+    users = tmp_path_factory.mktemp("users") / "users.json"
+    UserStore(users).add(OPERATOR[0], OPERATOR[1], "operator")
+    env = {
+        **os.environ,
+        **seeded_db.env(EDGEWATCH_DASHBOARD_PORT=str(port), EDGEWATCH_USERS_FILE=str(users)),
+    }
+    env.pop("EDGEWATCH_AUTH", None)
     log_path = ARTIFACTS / "dashboard.log"
     ARTIFACTS.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
@@ -101,6 +111,19 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
+def open_signed_in(page: Page, url: str, title: str) -> None:
+    """Open `url`; sign in through the form when the session has no user yet."""
+    page.goto(url)
+    heading = page.get_by_role("heading", name=title, exact=True).first
+    login = page.get_by_role("button", name="Sign in")
+    expect(heading.or_(login)).to_be_visible(timeout=30_000)
+    if login.is_visible():
+        page.get_by_label("User name").fill(OPERATOR[0])
+        page.get_by_label("Password", exact=True).fill(OPERATOR[1])
+        login.click()
+    wait_for_page(page, title)
+
+
 def wait_for_page(page: Page, title: str) -> None:
     expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible(timeout=30_000)
     # Streamlit shows a status widget while the script runs; wait for the run to finish.
@@ -118,16 +141,28 @@ def assert_no_errors(page: Page, name: str) -> None:
 
 def test_every_page_renders_without_errors(page: Page, dashboard_url: str) -> None:
     for name, (path, title) in PAGES.items():
-        page.goto(dashboard_url + path)
-        wait_for_page(page, title)
+        open_signed_in(page, dashboard_url + path, title)
         assert_no_errors(page, name)
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    shutil.copyfile(ARTIFACTS / "fleet.png", REPO_ROOT / "docs" / "screenshot-fleet.png")
+    if os.environ.get("EDGEWATCH_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / "fleet.png", REPO_ROOT / "docs" / "screenshot-fleet.png")
+
+
+def test_sign_in_is_required_and_wrong_passwords_are_refused(
+    page: Page, dashboard_url: str
+) -> None:
+    page.context.clear_cookies()
+    page.goto(dashboard_url + "/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+    assert page.locator('[data-testid="stMetric"]').count() == 0
+    page.get_by_label("User name").fill(OPERATOR[0])
+    page.get_by_label("Password", exact=True).fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_text("Wrong user name or password.")).to_be_visible(timeout=30_000)
 
 
 def test_fleet_shows_the_seeded_counts(page: Page, dashboard_url: str) -> None:
-    page.goto(dashboard_url + "/")
-    wait_for_page(page, "Fleet overview")
+    open_signed_in(page, dashboard_url + "/", "Fleet overview")
     devices = page.locator('[data-testid="stMetric"]', has_text="Devices")
     expect(devices.locator('[data-testid="stMetricValue"]')).to_have_text("7")
 
@@ -135,8 +170,7 @@ def test_fleet_shows_the_seeded_counts(page: Page, dashboard_url: str) -> None:
 def test_acknowledge_by_clicks_is_stored(
     page: Page, dashboard_url: str, seeded_db: DashboardDB
 ) -> None:
-    page.goto(dashboard_url + "/alerts")
-    wait_for_page(page, "Alerts")
+    open_signed_in(page, dashboard_url + "/alerts", "Alerts")
     note = page.get_by_label("Note")
     note.fill("checked on site")
     note.press("Enter")

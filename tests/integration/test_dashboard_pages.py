@@ -17,6 +17,8 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data
+from dashboard.auth import UserStore
+from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import MAX_POINTS_PER_SERIES, Source, plan_for, preset_range
 from stack.processes import free_port
 from stack.testing import InfluxFixture
@@ -54,11 +56,33 @@ def fresh_seeded(influxdb: InfluxFixture) -> tuple[DashboardDB, FleetTruth]:
     return db, seed_fleet(db)
 
 
-def open_app(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> AppTest:
+@pytest.fixture(scope="module")
+def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("users") / "users.json"
+    store = UserStore(path)
+    store.add("test-operator", "operator-password", "operator")
+    store.add("test-viewer", "viewer-password", "viewer")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _accounts(monkeypatch: pytest.MonkeyPatch, users_file: Path) -> None:
+    monkeypatch.setenv("EDGEWATCH_USERS_FILE", str(users_file))
+    monkeypatch.delenv("EDGEWATCH_AUTH", raising=False)
+
+
+def open_app(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *, user: str | None = "test-operator"
+) -> AppTest:
+    """The app with `user` signed in (as after the sign-in form), or nobody (None)."""
     # AppTest runs the script in this process: the settings come from the environment.
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    if user is not None:
+        at.session_state[SESSION_USER_KEY] = user
+        at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+    return at
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -344,3 +368,54 @@ def test_a_custom_range_link_reopens_the_same_view(
     # Whole days: the range runs to the end of the last day picked, capped at now.
     assert at.query_params["start"].startswith(str(today - timedelta(days=2)))
     assert any("1-minute rollups" in c.value for c in at.caption)
+
+
+def test_sign_in_is_required_and_records_the_signed_in_user(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    at = open_app(monkeypatch, db.env(), user=None).run()
+    assert not at.metric  # nothing of the fleet before sign-in
+    at.text_input(key="login_user").input("test-operator")
+    at.text_input(key="login_password").input("wrong-password")
+    at.button(key="login_submit").click().run()
+    assert any("Wrong user name or password" in e.value for e in at.error)
+    assert not at.metric
+    at.text_input(key="login_password").input("operator-password")
+    at.button(key="login_submit").click().run()
+    assert_clean(at)
+    assert metrics(at)["Devices"] == "7"
+    assert at.session_state[SESSION_USER_KEY] == "test-operator"
+
+
+def test_an_expired_session_asks_to_sign_in_again(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    monkeypatch.setenv("EDGEWATCH_SESSION_MAX_AGE_SECONDS", "60")
+    at = open_app(monkeypatch, db.env())
+    at.session_state[SESSION_SINCE_KEY] = time.time_ns() - 61 * 1_000_000_000
+    at.run()
+    assert not at.metric
+    assert any("session expired" in i.value for i in at.info)
+
+
+def test_without_accounts_the_page_says_how_to_make_one(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth], tmp_path: Path
+) -> None:
+    db, _ = seeded
+    monkeypatch.setenv("EDGEWATCH_USERS_FILE", str(tmp_path / "none.json"))
+    at = open_app(monkeypatch, db.env(), user=None).run()
+    assert any("edgewatch users add" in w.value for w in at.warning)
+
+
+def test_a_viewer_sees_alerts_but_no_review_controls(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    at = open_app(monkeypatch, db.env(), user="test-viewer")
+    at.switch_page("app_pages/alerts.py").run()
+    assert_clean(at)
+    keys = {b.key for b in at.button}
+    assert not keys & {"alerts_ack", "alerts_resolve", "alerts_comment", "alerts_bulk_ack"}
+    assert table_of(at, "severity", "acknowledged_by", "closed_by").shape[0] > 0
