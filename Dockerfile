@@ -17,8 +17,8 @@ COPY stack ./stack
 COPY bench ./bench
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app edgewatch \
-    && mkdir -p /state \
-    && chown edgewatch /state
+    && mkdir -p /state /users /run/edgewatch \
+    && chown edgewatch /state /users
 COPY .streamlit ./.streamlit
 COPY deploy/docker/entrypoint.sh /usr/local/bin/edgewatch-entrypoint
 COPY deploy/docker/healthcheck.py /usr/local/bin/edgewatch-healthcheck

@@ -533,6 +533,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "
         "(idempotent; INFLUXDB_V2_TOKEN if it was set up elsewhere)",
     ).set_defaults(func=cmd_bootstrap)
+    init = actions.add_parser(
+        "compose-init",
+        help="docker compose: make the CA, broker accounts, InfluxDB tokens and one secrets "
+        "directory per service (run by the secrets-init service)",
+    )
+    init.add_argument("--broker-hostname", default="mosquitto")
+    init.add_argument("--mosquitto-uid", type=int, default=None)
+    init.add_argument("--service-uid", type=int, default=None)
+    init.set_defaults(func=_run_compose_init)
     actions.add_parser(
         "build-influxd", help="build and cache influxd (15-30 min once; no-op when cached)"
     ).set_defaults(func=cmd_build_influxd)
@@ -548,3 +557,16 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration_s=args.duration,
     )
+
+
+def _run_compose_init(args: argparse.Namespace) -> int:
+    from stack.compose_init import compose_init  # noqa: PLC0415
+
+    root = compose_init(
+        load_settings(),
+        broker_hostname=args.broker_hostname,
+        mosquitto_uid=args.mosquitto_uid,
+        service_uid=args.service_uid,
+    )
+    _say(f"compose secrets ready under {root} (one directory per service)")
+    return 0

@@ -10,6 +10,7 @@ Accounts and what they may do (zero trust: nobody gets more than their role need
 - gateway `gw.site`: publish for every device of one site (a site gateway relays them).
 - fleet `fleet` (development and the simulator only): publish for every device.
 - ingest `ingest`: subscribe to `{root}/#` (shared subscriptions included), publish nothing.
+- monitor (a container healthcheck): may connect, and nothing else.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ CERT_VALIDITY_DAYS = 825
 INGEST_ACCOUNT = "ingest"
 FLEET_ACCOUNT = "fleet"
 
-Role = Literal["device", "gateway", "fleet", "ingest"]
+Role = Literal["device", "gateway", "fleet", "ingest", "monitor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,10 @@ def acl_text(root: str, accounts: Iterable[MqttAccount]) -> str:
             grant = [f"topic write {root}/{account.scope}/+/+"]
         elif account.role == "fleet":
             grant = [f"topic write {root}/+/+/+"]
-        else:
+        elif account.role == "ingest":
             grant = [f"topic read {root}/#"]
+        else:
+            grant = []
         blocks.append("\n".join([f"user {account.username}", *grant]))
     return "\n\n".join(blocks) + "\n"
 

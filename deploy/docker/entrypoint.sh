@@ -1,10 +1,11 @@
 #!/bin/sh
 # Entry point of the edgewatch image: `docker run edgewatch <subcommand> ...`.
-# When the bootstrap service has left credentials in the shared state volume, the
-# least-privilege tokens it made are exported first (EDGEWATCH_INGEST_TOKEN, ...).
+# A service's own secrets (made by the secrets-init service and mounted read-only at
+# /run/edgewatch) are exported first: its broker account, its InfluxDB token, the CA.
 set -eu
-creds="${EDGEWATCH_STATE_DIR:-/state}/credentials.json"
-if [ -r "$creds" ] && [ "${1:-}" != "stack" ]; then
-    eval "$(edgewatch stack env --export)"
+if [ -r /run/edgewatch/env ]; then
+    set -a
+    . /run/edgewatch/env
+    set +a
 fi
 exec edgewatch "$@"

@@ -93,7 +93,7 @@ def test_host_ports_are_bound_to_loopback(services: dict[str, dict[str, Any]]) -
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is not on loopback"
 
 
-def test_secrets_come_only_from_env_file(compose: dict[str, Any]) -> None:
+def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:
     for name, svc in compose["services"].items():
         env = svc.get("environment") or {}
         assert isinstance(env, dict)
@@ -122,3 +122,38 @@ def test_mounted_config_files_exist(services: dict[str, dict[str, Any]]) -> None
             source = str(mount).split(":", 1)[0]
             if source.startswith("./"):
                 assert (ROOT / source).is_file(), source
+
+
+def _secret_subpaths(svc: dict[str, Any]) -> list[str]:
+    return [
+        m["volume"]["subpath"]
+        for m in svc.get("volumes", [])
+        if isinstance(m, dict) and m.get("source") == "edgewatch-secrets"
+    ]
+
+
+def test_only_the_secrets_init_service_and_influxdb_read_the_admin_env_file(
+    compose: dict[str, Any],
+) -> None:
+    with_env_file = {name for name, svc in compose["services"].items() if "env_file" in svc}
+    assert with_env_file == {"influxdb", "secrets-init"}
+
+
+def test_each_service_mounts_only_its_own_secrets_read_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("ingest", "simulator", "dashboard", "mosquitto"):
+        assert _secret_subpaths(services[name]) == [f"compose/{name}"], name
+        mount = next(m for m in services[name]["volumes"] if isinstance(m, dict))
+        assert mount["read_only"] is True, name
+    assert services["secrets-init"]["command"][:2] == ["stack", "compose-init"]
+
+
+def test_compose_broker_requires_accounts_and_offers_tls() -> None:
+    conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    assert "allow_anonymous false" in conf
+    assert "listener 8883 0.0.0.0" in conf
+    assert "tls_version tlsv1.2" in conf
+    # The only plain listener is the container's own loopback.
+    plain = [line for line in conf if line.startswith("listener ") and "8883" not in line]
+    assert plain == ["listener 1883 127.0.0.1"]

@@ -1,0 +1,85 @@
+"""`edgewatch stack compose-init`: the secrets of the docker compose deployment, made once.
+
+Room: `stack`. Runs in a one-shot container that alone holds the InfluxDB admin token. It
+makes the device CA and the broker's certificate, the broker accounts and ACL, bootstraps
+InfluxDB (buckets, rollup tasks, least-privilege tokens), and writes one directory per
+service under `<state>/compose/`, each holding only that service's secrets:
+
+- `mosquitto/`: ca.crt, server.crt, server.key, passwd, acl, health.password
+- `ingest/`, `simulator/`, `dashboard/`: `env` (sourced by the image's entry point) and ca.crt
+
+Compose mounts each directory into its own service only (volume subpaths), so no service but
+this one sees the admin token, and none sees another's credentials. Idempotent: a re-run
+keeps the CA, the accounts and the tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from edgewatch.settings import Settings
+from stack.bootstrap import bootstrap
+from stack.cli import StackPaths, account_store, bucket_names, dotenv_lines, ensure_mqtt_security
+from stack.security import MqttAccount, create_certificates
+
+HEALTH_ACCOUNT = "health"
+SERVICE_CA_PATH = "/run/edgewatch/ca.crt"
+
+
+def _write(path: Path, text: str, *, uid: int | None, mode: int = 0o600) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(mode)
+    if uid is not None:
+        os.chown(path, uid, uid)
+
+
+def _copy(source: Path, target: Path, *, uid: int | None, mode: int) -> None:
+    _write(target, source.read_text(), uid=uid, mode=mode)
+
+
+def compose_init(
+    settings: Settings,
+    *,
+    broker_hostname: str,
+    mosquitto_uid: int | None,
+    service_uid: int | None,
+) -> Path:
+    """Make every secret of the compose deployment; returns the per-service root."""
+    paths = StackPaths(settings.state_dir)
+    create_certificates(paths.pki_dir, hostnames=(broker_hostname, "localhost", "127.0.0.1"))
+    passwords = ensure_mqtt_security(settings, paths)
+    store = account_store(settings, paths)
+    if HEALTH_ACCOUNT not in passwords:
+        passwords[HEALTH_ACCOUNT] = store.add(MqttAccount(HEALTH_ACCOUNT, "monitor"))
+        _write(paths.service_passwords, json.dumps(passwords, indent=2), uid=None)
+    creds = bootstrap(
+        url=settings.influxdb_url,
+        org=settings.influxdb_org,
+        buckets=bucket_names(settings),
+        credentials_path=paths.credentials,
+        admin_token=settings.token_value(),
+    )
+    root = paths.state_dir / "compose"
+    broker = root / "mosquitto"
+    for name, mode in (("ca.crt", 0o644), ("server.crt", 0o644), ("server.key", 0o600)):
+        _copy(paths.pki_dir / name, broker / name, uid=mosquitto_uid, mode=mode)
+    _copy(store.password_file, broker / "passwd", uid=mosquitto_uid, mode=0o600)
+    _copy(store.acl_file, broker / "acl", uid=mosquitto_uid, mode=0o600)
+    _write(broker / "health.password", passwords[HEALTH_ACCOUNT], uid=mosquitto_uid)
+    for service in ("ingest", "simulator", "dashboard"):
+        lines = dotenv_lines(
+            settings,
+            creds,
+            service=service,
+            mqtt_passwords=passwords,
+            ca_path=Path(SERVICE_CA_PATH) if service != "dashboard" else None,
+        )
+        _write(root / service / "env", "\n".join(lines) + "\n", uid=service_uid)
+        _copy(paths.pki_dir / "ca.crt", root / service / "ca.crt", uid=service_uid, mode=0o644)
+    # The admin token stays in credentials.json, which no other service mounts.
+    return root
