@@ -6,6 +6,9 @@ fixture stops what it started and removes its temp dir; a session hook kills any
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -60,6 +63,22 @@ def make_settings() -> SettingsFactory:
     return settings_for
 
 
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # A fixture torn down by an interrupted run may not have stopped its process.
     stop_all_attached()
+    # Last resort: no child of the test run (an ingest, a dashboard) outlives it.
+    for pid in _children_of(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

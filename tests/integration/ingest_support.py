@@ -99,7 +99,12 @@ class IngestProcess:
 
     def __enter__(self) -> Self:
         self.start()
-        self.wait_subscribed()
+        try:
+            self.wait_subscribed()
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: never leave the process behind.
+            self.__exit__(*sys.exc_info())
+            raise
         return self
 
     def __exit__(

@@ -1,0 +1,288 @@
+"""bench room: the peer we measure the ingest against, a minimal Telegraf.
+
+Telegraf is built from its Go module with only the plugins the comparison needs
+(`inputs.mqtt_consumer`, the JSON parsers, `outputs.influxdb_v2`) and cached next to influxd.
+Its configuration gives it the same delivery guarantees as the ingest: QoS 1, a persistent
+session, and acknowledgement only after the output wrote the batch (Telegraf's tracking
+metrics, bounded by `max_undelivered_messages`). Touches: the cache dir, `go` subprocesses,
+a temp dir with its config and log, the broker and InfluxDB on loopback.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.influxd import last_meaningful_line
+from stack.processes import ManagedProcess
+
+logger = logging.getLogger(__name__)
+
+TELEGRAF_VERSION = "1.37.2"
+TELEGRAF_MODULE = "github.com/influxdata/telegraf"
+BUILD_TAGS = "custom,inputs.mqtt_consumer,outputs.influxdb_v2,parsers.json_v2,parsers.json"
+# Any `go build` of a custom Telegraf, started by us or by hand, shows up with this prefix.
+FOREIGN_BUILD_PATTERN = "go build -tags custom"
+PROGRESS_INTERVAL_SECONDS = 20.0
+FOREIGN_BUILD_POLL_SECONDS = 5.0
+METRIC_BATCH_SIZE = 5000
+FLUSH_INTERVAL_SECONDS = 1
+START_GRACE_SECONDS = 2.0
+
+Progress = Callable[[str], None]
+
+
+class TelegrafBuildError(RuntimeError):
+    """The Telegraf build failed; the message names the log file."""
+
+
+def telegraf_path(cache_dir: Path, version: str = TELEGRAF_VERSION) -> Path:
+    return cache_dir / f"telegraf-{version}"
+
+
+def _log_tail(path: Path, max_bytes: int = 8192) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def foreign_build_running() -> bool:
+    """Whether a custom Telegraf `go build` runs on this machine right now (anyone's)."""
+    result = subprocess.run(
+        ["pgrep", "-f", FOREIGN_BUILD_PATTERN], capture_output=True, text=True, check=False
+    )
+    own = str(os.getpid())
+    return any(pid and pid != own for pid in result.stdout.split())
+
+
+def _wait_for_foreign_build(progress: Progress) -> None:
+    started = time.monotonic()
+    next_report = started
+    while foreign_build_running():
+        if time.monotonic() >= next_report:
+            progress(
+                f"another Telegraf build is running; waiting ({time.monotonic() - started:.0f} s)"
+            )
+            next_report += PROGRESS_INTERVAL_SECONDS
+        time.sleep(FOREIGN_BUILD_POLL_SECONDS)
+
+
+def _run(cmd: list[str], *, log: Path, cwd: Path | None = None) -> str:
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
+    if result.returncode != 0:
+        raise TelegrafBuildError(
+            f"`{' '.join(cmd)}` failed (exit {result.returncode}): "
+            f"{last_meaningful_line(result.stderr or result.stdout)}; log: {log}"
+        )
+    return result.stdout
+
+
+def build_telegraf(cache_dir: Path, version: str, *, progress: Progress) -> Path:
+    """go mod download -> writable copy -> go build with our tags -> cache. A few minutes."""
+    final = telegraf_path(cache_dir, version)
+    tmp = final.with_name(final.name + ".tmp")
+    log = cache_dir / "build" / f"telegraf-{version}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    if shutil.which("go") is None:
+        raise TelegrafBuildError("`go` is not on PATH; building Telegraf needs Go")
+    progress(f"building telegraf {version} with tags {BUILD_TAGS}; log: {log}")
+    info = json.loads(
+        _run(["go", "mod", "download", "-json", f"{TELEGRAF_MODULE}@v{version}"], log=log)
+    )
+    work = cache_dir / "build" / f"telegraf-{version}"
+    if work.exists():
+        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
+        shutil.rmtree(work)
+    shutil.copytree(Path(info["Dir"]), work, symlinks=True)
+    subprocess.run(["chmod", "-R", "u+w", str(work)], check=True)
+    tmp.unlink(missing_ok=True)
+    cmd = ["go", "build", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/telegraf"]
+    started = time.monotonic()
+    with log.open("a") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=work, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            next_report = started + PROGRESS_INTERVAL_SECONDS
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if time.monotonic() >= next_report:
+                    progress(
+                        f"building telegraf: {time.monotonic() - started:.0f} s, "
+                        f"last: {last_meaningful_line(_log_tail(log))}"
+                    )
+                    next_report += PROGRESS_INTERVAL_SECONDS
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if proc.returncode != 0 or not tmp.exists():
+        raise TelegrafBuildError(
+            f"building telegraf {version} failed (exit {proc.returncode}): "
+            f"{last_meaningful_line(_log_tail(log))}; log: {log}"
+        )
+    tmp.rename(final)
+    progress(f"telegraf {version} built in {time.monotonic() - started:.0f} s: {final}")
+    return final
+
+
+def ensure_telegraf(
+    cache_dir: Path, version: str = TELEGRAF_VERSION, *, progress: Progress | None = None
+) -> Path:
+    """The cached Telegraf binary, built once; waits for a build someone else is running."""
+    say: Progress = progress or logger.info
+    final = telegraf_path(cache_dir, version)
+    if final.is_file():
+        return final
+    with _file_lock(cache_dir / f"telegraf-{version}.lock"):
+        _wait_for_foreign_build(say)
+        if final.is_file():
+            return final
+        tmp = final.with_name(final.name + ".tmp")
+        if tmp.is_file() and _runs(tmp):
+            # A finished build by hand that nobody moved into place yet.
+            tmp.rename(final)
+            return final
+        return build_telegraf(cache_dir, version, progress=say)
+
+
+def _runs(binary: Path) -> bool:
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return result.returncode == 0 and "Telegraf" in result.stdout
+
+
+def telegraf_version(binary: Path) -> str:
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def _toml_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+@dataclass(frozen=True, slots=True)
+class TelegrafConfig:
+    mqtt_host: str
+    mqtt_port: int
+    topic_root: str
+    influxdb_url: str
+    token: str
+    org: str
+    bucket: str
+    client_id: str = "edgewatch-bench-telegraf"
+    metric_batch_size: int = METRIC_BATCH_SIZE
+    flush_interval_seconds: int = FLUSH_INTERVAL_SECONDS
+
+
+def render_config(config: TelegrafConfig) -> str:
+    """telegraf.conf: `{root}/+/+/telemetry` -> measurement `telemetry` in its own bucket.
+
+    The same shape the ingest stores: tags site and device from the topic, one field per
+    entry of `metrics`, time from `ts` (epoch seconds). The topic tag is off, as the ingest
+    does not store the topic either.
+    """
+    return f"""# Written by edgewatch bench (bench/telegraf.py).
+[agent]
+  interval = "10s"
+  round_interval = false
+  metric_batch_size = {config.metric_batch_size}
+  metric_buffer_limit = {config.metric_batch_size * 4}
+  flush_interval = "{config.flush_interval_seconds}s"
+  flush_jitter = "0s"
+  omit_hostname = true
+  quiet = true
+
+[[inputs.mqtt_consumer]]
+  servers = [{_toml_string(f"tcp://{config.mqtt_host}:{config.mqtt_port}")}]
+  topics = [{_toml_string(f"{config.topic_root}/+/+/telemetry")}]
+  topic_tag = ""
+  qos = 1
+  persistent_session = true
+  client_id = {_toml_string(config.client_id)}
+  # Acknowledge to the broker only after the output wrote the metrics: one batch in flight.
+  max_undelivered_messages = {config.metric_batch_size}
+  data_format = "json_v2"
+
+  [[inputs.mqtt_consumer.topic_parsing]]
+    topic = {_toml_string(f"{config.topic_root}/+/+/telemetry")}
+    tags = "_/site/device/_"
+
+  [[inputs.mqtt_consumer.json_v2]]
+    measurement_name = "telemetry"
+    timestamp_path = "ts"
+    timestamp_format = "unix"
+    timestamp_timezone = "UTC"
+    [[inputs.mqtt_consumer.json_v2.object]]
+      path = "metrics"
+      disable_prepend_keys = true
+
+[[outputs.influxdb_v2]]
+  urls = [{_toml_string(config.influxdb_url)}]
+  token = {_toml_string(config.token)}
+  organization = {_toml_string(config.org)}
+  bucket = {_toml_string(config.bucket)}
+  content_encoding = "gzip"
+  metric_batch_size = {config.metric_batch_size}
+"""
+
+
+class TelegrafProcess(ManagedProcess):
+    """Telegraf with its config and log in `data_dir`; ready once it is running."""
+
+    name = "telegraf"
+    env_var = "MQTT_PORT"
+
+    def __init__(self, *, config: TelegrafConfig, data_dir: Path, binary: Path) -> None:
+        # ManagedProcess checks that `port` is free before starting; Telegraf listens on
+        # nothing, so it gets port 0, which is always "free".
+        super().__init__(port=0, data_dir=data_dir, binary=binary)
+        self.config = config
+        self._started_at = 0.0
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "telegraf.conf"
+
+    def command(self) -> list[str]:
+        self.config_path.write_text(render_config(self.config))
+        self._started_at = time.monotonic()
+        return [str(self.binary), "--config", str(self.config_path)]
+
+    def environment(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("INFLUX")}
+
+    def is_ready(self) -> bool:
+        # Telegraf has no health endpoint in this build: alive for a moment after start
+        # means it parsed its config and connected (it exits on a failed first connect).
+        return time.monotonic() - self._started_at >= START_GRACE_SECONDS
