@@ -53,6 +53,11 @@ QUERIES_DIR = Path(__file__).parent / "queries"
 DEVICE_LOOKBACK = timedelta(days=30)
 METRIC_LOOKBACK_1H = timedelta(days=400)
 DEAD_LETTER_LIMIT = 50
+# The most devices one trend query selects (the trends page lets people pick as many): each is
+# one predicate in the query text, and InfluxDB reads exactly their series.
+MAX_SERIES_DEVICES = 20
+# Where a query file takes the device predicate built by `device_filter`.
+DEVICES_MARK = "${devices}"
 NS_PER_SECOND = 1_000_000_000
 Row = Mapping[str, Any]
 
@@ -237,32 +242,42 @@ def parse_heartbeat(rows: Iterable[Row], default_interval_s: float) -> Heartbeat
     return Heartbeat(_ns(newest["_time"]), interval if interval else default_interval_s)
 
 
+SERIES_STATS: tuple[str, ...] = ("mean", "min", "max")
+
+
 def parse_series(rows: Iterable[Row]) -> pd.DataFrame:
-    """Rows of (_time, site, device, stat, _value) into one row per device and window."""
-    frame = pd.DataFrame(
-        [
-            {
-                "time": pd.Timestamp(row["_time"]),
-                "site": str(row["site"]),
-                "device": str(row["device"]),
-                "stat": str(row["stat"]),
-                "value": _float(row["_value"]),
-            }
-            for row in rows
-        ],
-        columns=["time", "site", "device", "stat", "value"],
-    )
-    columns = ["time", "site", "device", "mean", "min", "max"]
-    if frame.empty:
+    """Series rows into one row per device and window, with mean, min and max.
+
+    A row is either one window already (`mean`, `min`, `max` columns: what the series queries
+    return) or one stat of a window (`stat`, `_value`); for a stat given twice the first
+    value counts, and a window without any value is left out.
+    """
+    windows: dict[tuple[str, str, Any], dict[str, float]] = {}
+    for row in rows:
+        stats = windows.setdefault((str(row["site"]), str(row["device"]), row["_time"]), {})
+        given = (
+            {str(row["stat"]): row.get("_value")}
+            if "stat" in row
+            else {stat: row.get(stat) for stat in SERIES_STATS}
+        )
+        for stat, raw in given.items():
+            value = _float(raw)
+            if stat in SERIES_STATS and value is not None and stat not in stats:
+                stats[stat] = value
+    columns = ["time", "site", "device", *SERIES_STATS]
+    kept = [(key, stats) for key, stats in windows.items() if stats]
+    if not kept:
         return pd.DataFrame(columns=columns)
-    wide = frame.pivot_table(
-        index=["site", "device", "time"], columns="stat", values="value", aggfunc="first"
-    ).reset_index()
-    for stat in ("mean", "min", "max"):
-        if stat not in wide:
-            wide[stat] = float("nan")
-    wide["time"] = pd.to_datetime(wide["time"], utc=True)
-    return wide[columns].sort_values(["site", "device", "time"]).reset_index(drop=True)
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime([key[2] for key, _ in kept], utc=True),
+            "site": [key[0] for key, _ in kept],
+            "device": [key[1] for key, _ in kept],
+            **{stat: [stats.get(stat, float("nan")) for _, stats in kept] for stat in SERIES_STATS},
+        },
+        columns=columns,
+    )
+    return frame.sort_values(["site", "device", "time"]).reset_index(drop=True)
 
 
 def parse_alert_events(rows: Iterable[Row]) -> list[StoredAlertEvent]:
@@ -442,6 +457,56 @@ def check_keys(keys: Iterable[tuple[str, str]]) -> list[str]:
     return out
 
 
+def device_filter(keys: Iterable[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+    """The Flux predicate selecting these devices, and the parameters it reads.
+
+    The predicate is `(r.site == _s0 and r.device == _d0) or ...`: tag equalities, which
+    InfluxDB pushes down to the storage engine, so only the selected devices' series are read.
+    Its text is made from our own parameter names and the number of devices only; the names
+    themselves go in the parameters (`s0`, `d0`, ...; `FleetStore._query` adds the "_"),
+    checked against the contract's pattern. At most `MAX_SERIES_DEVICES` devices.
+    """
+    unique = list(dict.fromkeys((str(site), str(device)) for site, device in keys))
+    if not unique:
+        raise ValueError("select at least one device")
+    if len(unique) > MAX_SERIES_DEVICES:
+        raise ValueError(
+            f"at most {MAX_SERIES_DEVICES} devices can be queried at once, not {len(unique)}"
+        )
+    check_keys(unique)
+    predicate = " or ".join(f"(r.site == _s{i} and r.device == _d{i})" for i in range(len(unique)))
+    params: dict[str, str] = {}
+    for i, (site, device) in enumerate(unique):
+        params[f"s{i}"] = site
+        params[f"d{i}"] = device
+    return predicate, params
+
+
+def bool_window_rows(rows: Iterable[Row]) -> list[Row]:
+    """Windows with mean, min and max from the per-window means of a 0/1 metric.
+
+    series_raw_bool.flux returns only the mean (the share of true readings); for values that
+    are only 0 or 1, the min is 1 exactly when every reading was 1 (mean 1) and the max is 1
+    when any reading was (mean above 0).
+    """
+    out: list[Row] = []
+    for row in rows:
+        mean = _float(row.get("_value"))
+        if mean is None:
+            continue
+        out.append(
+            {
+                "_time": row["_time"],
+                "site": row["site"],
+                "device": row["device"],
+                "mean": mean,
+                "min": 1.0 if mean >= 1.0 else 0.0,
+                "max": 1.0 if mean > 0.0 else 0.0,
+            }
+        )
+    return out
+
+
 def check_metric(metric: str) -> str:
     if not is_valid_metric_name(metric):
         raise ValueError(f"not a valid metric name: {metric!r}")
@@ -455,6 +520,21 @@ def check_metric(metric: str) -> str:
 def load_query(name: str) -> str:
     """The text of `queries/<name>.flux` (fixed text: only parameters vary)."""
     return (QUERIES_DIR / f"{name}.flux").read_text(encoding="utf-8")
+
+
+def render_query(name: str, devices: str | None = None) -> str:
+    """A query's text, with `device_filter`'s predicate in place of `${devices}` if it has one.
+
+    The predicate only ever names parameters (`_s0`, `_d0`, ...): no value reaches the text.
+    """
+    text = load_query(name)
+    if DEVICES_MARK not in text:
+        if devices is not None:
+            raise ValueError(f"query {name} takes no device predicate")
+        return text
+    if devices is None:
+        raise ValueError(f"query {name} needs a device predicate (device_filter)")
+    return text.replace(DEVICES_MARK, devices)
 
 
 def unreachable_message(url: str, error: BaseException) -> str:
@@ -487,10 +567,13 @@ class FleetStore:
     def connection(self) -> Connection:
         return self._conn
 
-    def _query(self, name: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _query(
+        self, name: str, params: Mapping[str, Any], *, devices: str | None = None
+    ) -> list[dict[str, Any]]:
+        text = render_query(name, devices)
         try:
             tables = self._client.query_api().query(
-                load_query(name),
+                text,
                 org=self._conn.org,
                 # influxdb-client sends each parameter as a Flux option; the "_" keeps their
                 # names clear of Flux's own (`limit`, `start`...).
@@ -582,6 +665,7 @@ class FleetStore:
     def metric_names(self, keys: Sequence[tuple[str, str]], now: datetime) -> list[str]:
         if not keys:
             return []
+        predicate, device_params = device_filter(keys)
         rows = self._query(
             "metric_names",
             {
@@ -589,8 +673,9 @@ class FleetStore:
                 "bucket_1h": self._conn.bucket_1h,
                 "start": now - DEVICE_LOOKBACK,
                 "start_1h": now - METRIC_LOOKBACK_1H,
-                "keys": check_keys(keys),
+                **device_params,
             },
+            devices=predicate,
         )
         return sorted({str(r["_value"]) for r in rows if is_valid_metric_name(str(r["_value"]))})
 
@@ -601,21 +686,47 @@ class FleetStore:
         time_range: TimeRange,
         plan: QueryPlan,
     ) -> pd.DataFrame:
-        """Mean/min/max per window of one metric for several devices."""
+        """Mean/min/max per window of one metric for several devices (at most 20).
+
+        Rollups are floats: one query, aggregated in the storage engine. Raw data may hold a
+        boolean metric, which the storage engine cannot aggregate: a first, cheap query reads
+        the newest value of the metric per device (which devices have data, and its type),
+        then numbers go through the pushed-down series_raw and booleans through
+        series_raw_bool (as 0/1).
+        """
         if not keys:
             return parse_series([])
-        query = "series_raw" if plan.source == Source.RAW else "series_rollup"
-        rows = self._query(
-            query,
-            {
-                "bucket": self._conn.bucket_for(plan.source),
-                "start": time_range.start,
-                "stop": time_range.stop,
-                "every": plan.window,
-                "metric": check_metric(metric),
-                "keys": check_keys(keys),
-            },
+        predicate, device_params = device_filter(keys)
+        params = {
+            "bucket": self._conn.bucket_for(plan.source),
+            "start": time_range.start,
+            "stop": time_range.stop,
+            "every": plan.window,
+            "metric": check_metric(metric),
+        }
+        if plan.source != Source.RAW:
+            return parse_series(
+                self._query("series_rollup", {**params, **device_params}, devices=predicate)
+            )
+        newest = self._query(
+            "series_raw_last",
+            {key: params[key] for key in ("bucket", "start", "stop", "metric")} | device_params,
+            devices=predicate,
         )
+        numeric: list[tuple[str, str]] = []
+        flags: list[tuple[str, str]] = []
+        for row in newest:
+            key = (str(row["site"]), str(row["device"]))
+            (flags if isinstance(row["_value"], bool) else numeric).append(key)
+        rows: list[Row] = []
+        if numeric:
+            text, values = device_filter(numeric)
+            rows += self._query("series_raw", {**params, **values}, devices=text)
+        if flags:
+            text, values = device_filter(flags)
+            rows += bool_window_rows(
+                self._query("series_raw_bool", {**params, **values}, devices=text)
+            )
         return parse_series(rows)
 
     # -- one device

@@ -1,4 +1,6 @@
 // When each device last sent telemetry: the newest point over all of its metrics.
+// last() right after the filter runs in the storage engine (one point per series); the rest
+// folds those few rows into one per device, returned as a single table.
 // params (sent as Flux options by influxdb-client, names prefixed "_"): bucket (string), start (time)
 from(bucket: _bucket)
     |> range(start: _start)
@@ -6,5 +8,5 @@ from(bucket: _bucket)
     |> last()
     |> keep(columns: ["_time", "site", "device"])
     |> group(columns: ["site", "device"])
-    |> sort(columns: ["_time"], desc: true)
-    |> limit(n: 1)
+    |> max(column: "_time")
+    |> group()

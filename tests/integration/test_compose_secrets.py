@@ -40,13 +40,15 @@ def _env(path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def compose_state(tmp_path: Path, influxdb: InfluxFixture) -> tuple[Path, str]:
+def compose_state(tmp_path: Path, fresh_influxdb: InfluxFixture) -> tuple[Path, str]:
+    # Its own InfluxDB: a bootstrap with new credentials rotates the role tokens, which
+    # would pull the session's tokens from under the other tests.
     root = f"c{secrets.token_hex(4)}"
     settings = load_settings(
         EDGEWATCH_STATE_DIR=tmp_path / "state",
-        INFLUXDB_V2_URL=influxdb.url,
-        INFLUXDB_V2_ORG=influxdb.org,
-        INFLUXDB_V2_TOKEN=influxdb.admin_token,
+        INFLUXDB_V2_URL=fresh_influxdb.url,
+        INFLUXDB_V2_ORG=fresh_influxdb.org,
+        INFLUXDB_V2_TOKEN=fresh_influxdb.admin_token,
         MQTT_HOST="mosquitto",
         MQTT_TOPIC_ROOT=root,
     )
@@ -86,17 +88,15 @@ def compose_broker(compose_state: tuple[Path, str], tmp_path: Path) -> Iterator[
         proc.wait(timeout=15)
 
 
-def test_each_service_gets_only_its_own_secrets(
-    compose_state: tuple[Path, str], influxdb: InfluxFixture
-) -> None:
+def test_each_service_gets_only_its_own_secrets(compose_state: tuple[Path, str]) -> None:
     out, _ = compose_state
+    made = load_credentials(out.parent / "credentials.json")
     for path in out.rglob("*"):
         if path.is_file():
-            assert influxdb.admin_token not in path.read_text(), path
+            assert made.admin_token not in path.read_text(), path
     ingest = _env(out / "ingest" / "env")
     simulator = _env(out / "simulator" / "env")
     dashboard = _env(out / "dashboard" / "env")
-    made = load_credentials(out.parent / "credentials.json")
     assert ingest["INFLUXDB_V2_TOKEN"] == made.ingest_token
     assert ingest["MQTT_USERNAME"] == "ingest"
     assert ingest["MQTT_TLS_CA"] == "/run/edgewatch/ca.crt"

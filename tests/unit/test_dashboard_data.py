@@ -174,3 +174,67 @@ def test_unknown_actions_and_long_notes_are_refused() -> None:
         _store().record_action(
             user=User("op", "operator"), alert=RECORD, action="comment", note="x" * 5000
         )
+
+
+def test_device_filter_names_only_parameters_and_passes_values_as_params() -> None:
+    keys = [("site-1", "cam.2"), ("site-2", "cam-9"), ("site-1", "cam.2")]
+    predicate, params = data.device_filter(keys)
+    assert predicate == "(r.site == _s0 and r.device == _d0) or (r.site == _s1 and r.device == _d1)"
+    assert params == {"s0": "site-1", "d0": "cam.2", "s1": "site-2", "d1": "cam-9"}
+    for value in params.values():
+        assert value not in predicate
+
+
+def test_device_filter_is_bounded() -> None:
+    most = [("site", f"cam-{i}") for i in range(data.MAX_SERIES_DEVICES)]
+    predicate, params = data.device_filter(most)
+    assert predicate.count(" or ") == data.MAX_SERIES_DEVICES - 1
+    assert len(params) == 2 * data.MAX_SERIES_DEVICES
+    with pytest.raises(ValueError, match="at most 20 devices"):
+        data.device_filter([*most, ("site", "one-more")])
+    with pytest.raises(ValueError, match="at least one device"):
+        data.device_filter([])
+
+
+@pytest.mark.parametrize(
+    "key",
+    [("site", 'x" or true'), ('s") or (r.site != "', "d"), ("site", ""), ("a/b", "d")],
+)
+def test_device_filter_refuses_names_outside_the_allow_list(key: tuple[str, str]) -> None:
+    with pytest.raises(ValueError, match="not a valid site/device name"):
+        data.device_filter([("site-1", "cam-1"), key])
+
+
+def test_series_queries_take_the_device_predicate_and_nothing_else() -> None:
+    predicate, _ = data.device_filter([("site-1", "cam-1")])
+    for name in ("series_rollup", "series_raw", "series_raw_bool", "series_raw_last"):
+        text = data.render_query(name, predicate)
+        assert data.DEVICES_MARK not in text and "_s0" in text
+        with pytest.raises(ValueError, match="needs a device predicate"):
+            data.render_query(name)
+    with pytest.raises(ValueError, match="takes no device predicate"):
+        data.render_query("device_status_last", predicate)
+
+
+def test_boolean_window_means_give_min_and_max() -> None:
+    rows = [
+        {"_time": at(0), "site": "s", "device": "d", "_value": 1.0},
+        {"_time": at(60), "site": "s", "device": "d", "_value": 0.25},
+        {"_time": at(120), "site": "s", "device": "d", "_value": 0.0},
+    ]
+    frame = data.parse_series(data.bool_window_rows(rows))
+    assert frame[["mean", "min", "max"]].values.tolist() == [
+        [1.0, 1.0, 1.0],
+        [0.25, 0.0, 1.0],
+        [0.0, 0.0, 0.0],
+    ]
+
+
+def test_series_rows_may_come_one_per_window() -> None:
+    rows = [
+        {"_time": at(60), "site": "s", "device": "d", "mean": 2.0, "min": 1.0, "max": 3.0},
+        {"_time": at(0), "site": "s", "device": "d", "mean": 1.0, "min": None, "max": 1.5},
+    ]
+    frame = data.parse_series(rows)
+    assert frame["mean"].tolist() == [1.0, 2.0]
+    assert pd.isna(frame.iloc[0]["min"]) and frame.iloc[1]["max"] == 3.0
