@@ -145,7 +145,17 @@ class IngestService:
 
     def request_stop(self) -> None:
         """Ask `run` to finish: safe from any thread and from a signal handler."""
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        if self._stop.is_set():
+            return
         self._stop.set()
+        # A write may be retrying right now (InfluxDB down): it gets the grace period to
+        # succeed, then gives up, leaving its messages unacknowledged for the broker to keep.
+        timer = threading.Timer(self._grace, self._give_up.set)
+        timer.daemon = True
+        timer.start()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -153,7 +163,7 @@ class IngestService:
             self._log.info("ingest got %s again; still finishing the last batch", name)
             return
         self._log.info("ingest got %s: stopping (flush, acknowledge, disconnect)", name)
-        self._stop.set()
+        self._begin_stop()
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -292,9 +302,7 @@ class IngestService:
 
     def _shutdown(self) -> None:
         self._source.stop_taking()
-        timer = threading.Timer(self._grace, self._give_up.set)
-        timer.daemon = True
-        timer.start()
+        self._begin_stop()
         try:
             # What was taken from the broker is written before we go; nothing new comes in.
             now = self._monotonic()
@@ -309,6 +317,5 @@ class IngestService:
             self._report()
             self._flush()
         finally:
-            timer.cancel()
             self._source.stop()
             self._log.info("ingest %s stopped", self._settings.ingest_instance)

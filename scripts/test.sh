@@ -19,7 +19,11 @@ echo "== mypy" >&2
 .venv/bin/mypy
 echo "== pytest $*" >&2
 status=0
-.venv/bin/pytest "$@" || status=$?
+# A temp dir of this run's own: pytest's shared default would let two runs on one machine
+# remove each other's; removed at exit (no temp dir left behind).
+basetemp="$(mktemp -d -t edgewatch-pytest-XXXXXX)"
+trap 'rm -rf "$basetemp"' EXIT
+.venv/bin/pytest --basetemp="$basetemp" "$@" || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here" >&2
     exit 1
