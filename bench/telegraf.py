@@ -10,19 +10,23 @@ a temp dir with its config and log, the broker and InfluxDB on loopback.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack.influxd import last_meaningful_line
+from stack.gobuild import (
+    Progress,
+    build_with_progress,
+    file_lock,
+    last_meaningful_line,
+    log_tail,
+    writable_module_copy,
+)
 from stack.processes import ManagedProcess
 
 logger = logging.getLogger(__name__)
@@ -38,8 +42,6 @@ METRIC_BATCH_SIZE = 5000
 FLUSH_INTERVAL_SECONDS = 1
 START_GRACE_SECONDS = 2.0
 
-Progress = Callable[[str], None]
-
 
 class TelegrafBuildError(RuntimeError):
     """The Telegraf build failed; the message names the log file."""
@@ -47,27 +49,6 @@ class TelegrafBuildError(RuntimeError):
 
 def telegraf_path(cache_dir: Path, version: str = TELEGRAF_VERSION) -> Path:
     return cache_dir / f"telegraf-{version}"
-
-
-def _log_tail(path: Path, max_bytes: int = 8192) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def foreign_build_running() -> bool:
@@ -91,18 +72,6 @@ def _wait_for_foreign_build(progress: Progress) -> None:
         time.sleep(FOREIGN_BUILD_POLL_SECONDS)
 
 
-def _run(cmd: list[str], *, log: Path, cwd: Path | None = None) -> str:
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    with log.open("a") as f:
-        f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
-    if result.returncode != 0:
-        raise TelegrafBuildError(
-            f"`{' '.join(cmd)}` failed (exit {result.returncode}): "
-            f"{last_meaningful_line(result.stderr or result.stdout)}; log: {log}"
-        )
-    return result.stdout
-
-
 def build_telegraf(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     """go mod download -> writable copy -> go build with our tags -> cache. A few minutes."""
     final = telegraf_path(cache_dir, version)
@@ -113,40 +82,28 @@ def build_telegraf(cache_dir: Path, version: str, *, progress: Progress) -> Path
     if shutil.which("go") is None:
         raise TelegrafBuildError("`go` is not on PATH; building Telegraf needs Go")
     progress(f"building telegraf {version} with tags {BUILD_TAGS}; log: {log}")
-    info = json.loads(
-        _run(["go", "mod", "download", "-json", f"{TELEGRAF_MODULE}@v{version}"], log=log)
+    work = writable_module_copy(
+        TELEGRAF_MODULE,
+        version,
+        cache_dir / "build" / f"telegraf-{version}",
+        log=log,
+        error=TelegrafBuildError,
     )
-    work = cache_dir / "build" / f"telegraf-{version}"
-    if work.exists():
-        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
-        shutil.rmtree(work)
-    shutil.copytree(Path(info["Dir"]), work, symlinks=True)
-    subprocess.run(["chmod", "-R", "u+w", str(work)], check=True)
     tmp.unlink(missing_ok=True)
     cmd = ["go", "build", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/telegraf"]
     started = time.monotonic()
-    with log.open("a") as f:
-        f.write(f"$ {' '.join(cmd)}\n")
-        f.flush()
-        proc = subprocess.Popen(cmd, cwd=work, stdout=f, stderr=subprocess.STDOUT)
-        try:
-            next_report = started + PROGRESS_INTERVAL_SECONDS
-            while proc.poll() is None:
-                time.sleep(0.5)
-                if time.monotonic() >= next_report:
-                    progress(
-                        f"building telegraf: {time.monotonic() - started:.0f} s, "
-                        f"last: {last_meaningful_line(_log_tail(log))}"
-                    )
-                    next_report += PROGRESS_INTERVAL_SECONDS
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    if proc.returncode != 0 or not tmp.exists():
+    rc = build_with_progress(
+        cmd,
+        cwd=work,
+        log=log,
+        what="building telegraf",
+        progress=progress,
+        interval_seconds=PROGRESS_INTERVAL_SECONDS,
+    )
+    if rc != 0 or not tmp.exists():
         raise TelegrafBuildError(
-            f"building telegraf {version} failed (exit {proc.returncode}): "
-            f"{last_meaningful_line(_log_tail(log))}; log: {log}"
+            f"building telegraf {version} failed (exit {rc}): "
+            f"{last_meaningful_line(log_tail(log))}; log: {log}"
         )
     tmp.rename(final)
     progress(f"telegraf {version} built in {time.monotonic() - started:.0f} s: {final}")
@@ -161,7 +118,7 @@ def ensure_telegraf(
     final = telegraf_path(cache_dir, version)
     if final.is_file():
         return final
-    with _file_lock(cache_dir / f"telegraf-{version}.lock"):
+    with file_lock(cache_dir / f"telegraf-{version}.lock"):
         _wait_for_foreign_build(say)
         if final.is_file():
             return final

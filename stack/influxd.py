@@ -7,17 +7,23 @@ Touches: the cache dir, a build log there, `go`/`rustup`/`apt-get` subprocesses.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from stack.gobuild import (
+    Progress,
+    build_with_progress,
+    file_lock,
+    last_meaningful_line,
+    log_tail,
+    run_logged,
+    writable_module_copy,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +33,6 @@ PKG_CONFIG_MODULE = "github.com/influxdata/pkg-config"
 BUILD_TAGS = "sqlite_foreign_keys,sqlite_json"
 PROGRESS_INTERVAL_SECONDS = 20.0
 FOREIGN_BUILD_POLL_SECONDS = 5.0
-
-Progress = Callable[[str], None]
 
 
 class BuildError(RuntimeError):
@@ -65,40 +69,6 @@ def first_rustup_toolchain(rustup_output: str) -> str:
     )
 
 
-_NOISE = re.compile(r"^\s*$|^#|^\s*(?:Compiling|Downloading|Downloaded)\s*$")
-
-
-def last_meaningful_line(text: str) -> str:
-    """The last non-blank log line, shortened: what a progress line shows."""
-    for raw in reversed(text.splitlines()):
-        if not _NOISE.match(raw):
-            line = raw.strip()
-            return line if len(line) <= 120 else line[:117] + "..."
-    return "(no output yet)"
-
-
-def _tail(path: Path, max_bytes: int = 8192) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - max_bytes))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock so two concurrent callers do not build twice."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _pids_writing(target: Path) -> list[int]:
     """Pids of `go build` processes (ours or anyone's) whose output is `target`."""
     pids: list[int] = []
@@ -113,36 +83,6 @@ def _pids_writing(target: Path) -> list[int]:
         if b"build" in argv and b"-o" in argv and needle in argv:
             pids.append(int(entry.name))
     return pids
-
-
-def _run_checked(cmd: list[str], *, log: Path, cwd: Path | None = None) -> str:
-    """Run a short build step, append its output to the log, raise BuildError on failure."""
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    with log.open("a") as f:
-        f.write(f"$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
-    if result.returncode != 0:
-        raise BuildError(
-            f"`{' '.join(cmd)}` failed (exit {result.returncode}): "
-            f"{last_meaningful_line(result.stderr or result.stdout)}; full log: {log}"
-        )
-    return result.stdout
-
-
-def _wait_with_progress(
-    proc: subprocess.Popen[bytes], *, log: Path, what: str, progress: Progress
-) -> int:
-    started = time.monotonic()
-    next_report = started + PROGRESS_INTERVAL_SECONDS
-    while proc.poll() is None:
-        time.sleep(0.5)
-        if time.monotonic() >= next_report:
-            elapsed = int(time.monotonic() - started)
-            progress(
-                f"{what}: {elapsed // 60}m{elapsed % 60:02d}s, "
-                f"last: {last_meaningful_line(_tail(log))}"
-            )
-            next_report += PROGRESS_INTERVAL_SECONDS
-    return proc.returncode
 
 
 def _wait_for_foreign_build(target: Path, progress: Progress) -> None:
@@ -172,17 +112,13 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
             )
 
     progress(f"building influxd {version} (15-30 min on 2 cores); log: {log}")
-    info = json.loads(
-        _run_checked(["go", "mod", "download", "-json", f"{INFLUXDB_MODULE}@v{version}"], log=log)
+    work = writable_module_copy(
+        INFLUXDB_MODULE,
+        version,
+        cache_dir / "build" / f"influxdb-{version}",
+        log=log,
+        error=BuildError,
     )
-    src = Path(info["Dir"])
-    work = cache_dir / "build" / f"influxdb-{version}"
-    if work.exists():
-        # The module cache is read-only and so may be a copy left half-way: make it writable.
-        subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
-        shutil.rmtree(work)
-    shutil.copytree(src, work, symlinks=True)
-    subprocess.run(["chmod", "-R", "u+w", str(work)], check=True)
 
     pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
     bin_dir = cache_dir / "bin"
@@ -199,26 +135,29 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     if result.returncode != 0:
         raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
 
-    toolchain = first_rustup_toolchain(_run_checked(["rustup", "toolchain", "list"], log=log))
+    toolchain = first_rustup_toolchain(
+        run_logged(["rustup", "toolchain", "list"], log=log, error=BuildError)
+    )
     # Flux's rust-toolchain.toml pins a Rust release that cannot be downloaded here; the
     # environment variable overrides the pin with a toolchain that is installed.
     build_env = dict(os.environ, PKG_CONFIG=str(bin_dir / "pkg-config"), RUSTUP_TOOLCHAIN=toolchain)
     tmp.unlink(missing_ok=True)
     cmd = ["go", "build", "-v", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/influxd"]
     with log.open("a") as f:
-        f.write(f"$ RUSTUP_TOOLCHAIN={toolchain} {' '.join(cmd)}\n")
-        f.flush()
-        proc = subprocess.Popen(cmd, cwd=work, env=build_env, stdout=f, stderr=subprocess.STDOUT)
-        try:
-            rc = _wait_with_progress(proc, log=log, what="building influxd", progress=progress)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+        f.write(f"RUSTUP_TOOLCHAIN={toolchain}\n")
+    rc = build_with_progress(
+        cmd,
+        cwd=work,
+        env=build_env,
+        log=log,
+        what="building influxd",
+        progress=progress,
+        interval_seconds=PROGRESS_INTERVAL_SECONDS,
+    )
     if rc != 0 or not tmp.exists():
         raise BuildError(
             f"building influxd {version} failed (exit {rc}): "
-            f"{last_meaningful_line(_tail(log))}. Full log: {log}. Fix the cause shown there "
+            f"{last_meaningful_line(log_tail(log))}. Full log: {log}. Fix the cause shown there "
             "(missing C compiler, Rust toolchain or disk space are the usual ones), then run "
             "`edgewatch stack build-influxd` again; finished packages are cached by Go."
         )
@@ -235,7 +174,7 @@ def ensure_influxd(
     final = influxd_path(cache_dir, version)
     if final.is_file():
         return final
-    with _file_lock(cache_dir / f"influxd-{version}.lock"):
+    with file_lock(cache_dir / f"influxd-{version}.lock"):
         tmp = final.with_name(final.name + ".tmp")
         _wait_for_foreign_build(tmp, say)
         if final.is_file():  # built by whoever held the lock or ran the foreign build
