@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, and
 # reinstalls the Python project only when pyproject.toml changed.
 
-APT_PACKAGES=(mosquitto mosquitto-clients chromium)
+APT_PACKAGES=(mosquitto mosquitto-clients chromium pkg-config)
 
 _as_root() {
     if [ "$(id -u)" -eq 0 ]; then
