@@ -14,6 +14,7 @@ from edgewatch.models import AlertEvent, DeviceMessage, Rejected, StatusEvent, T
 
 MEASUREMENT_TELEMETRY = "telemetry"
 MEASUREMENT_SEQ = "telemetry_seq"
+MEASUREMENT_SEEN = "device_seen"
 MEASUREMENT_STATUS = "device_status"
 MEASUREMENT_ALERT = "alert_event"
 MEASUREMENT_DEAD_LETTER = "dead_letter"
@@ -84,6 +85,20 @@ def telemetry_lines(message: Telemetry) -> Iterator[str]:
         yield line(MEASUREMENT_TELEMETRY, tags, fields, reading.ts_ns)
         if reading.seq is not None:
             yield line(MEASUREMENT_SEQ, tags, {"seq": reading.seq}, reading.ts_ns)
+    # One series per device that says when it last reported: the fleet overview reads this
+    # instead of the last point of every metric (one series per device, not per metric).
+    # Stamped with the newest reading's own time, so a redelivery overwrites itself.
+    yield seen_line(message)
+
+
+def seen_line(message: Telemetry) -> str:
+    newest = max(reading.ts_ns for reading in message.readings)
+    return line(
+        MEASUREMENT_SEEN,
+        {"site": message.site, "device": message.device},
+        {"readings": len(message.readings)},
+        newest,
+    )
 
 
 def status_line(message: StatusEvent) -> str:

@@ -19,13 +19,14 @@ from influxdb_client.domain.permission import Permission
 from influxdb_client.domain.permission_resource import PermissionResource
 from influxdb_client.domain.write_precision import WritePrecision
 
-from edgewatch.models import AlertEvent, Rejected, StatusEvent
+from edgewatch.models import AlertEvent, Reading, Rejected, StatusEvent, Telemetry
 from edgewatch.schema import (
     alert_line,
     dead_letter_line,
     ingest_stats_line,
     line,
     status_line,
+    telemetry_lines,
 )
 
 NS = 1_000_000_000
@@ -135,13 +136,12 @@ class FleetTruth:
         return sum(1 for s in self.states.values() if s == state)
 
 
-def _telemetry(site: str, device: str, ts_ns: int, cpu: float, fps: float, ok: bool) -> str:
-    return line(
-        "telemetry",
-        {"site": site, "device": device},
-        {"cpu_temp_c": cpu, "inference_ms": fps, "camera_ok": ok},
-        ts_ns,
+def _telemetry(site: str, device: str, ts_ns: int, cpu: float, fps: float, ok: bool) -> list[str]:
+    """The lines the ingest writes for one reading (telemetry and device_seen)."""
+    reading = Reading(
+        ts_ns=ts_ns, metrics={"cpu_temp_c": cpu, "inference_ms": fps, "camera_ok": ok}
     )
+    return list(telemetry_lines(Telemetry(site=site, device=device, readings=(reading,))))
 
 
 def _status(site: str, device: str, ts_ns: int, state: str, interval_s: float, **kw: Any) -> str:
@@ -180,14 +180,14 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
         for k in range(60):
             ts = now - (20 + 60 * k) * NS
             cpu = 55.0 + offset + 3.0 * math.sin(k / 6)
-            lines.append(_telemetry(site, device, ts, cpu, 20.0 + (k % 5), True))
+            lines.extend(_telemetry(site, device, ts, cpu, 20.0 + (k % 5), True))
         states[(site, device)] = "ONLINE"
 
     def stale(site: str, device: str) -> None:
         # Every 300 s, silent for 1500 s: STALE from 900 s to 3000 s of silence.
         lines.append(_status(site, device, now - 7200 * NS, "online", 300.0))
         for k in range(10):
-            lines.append(_telemetry(site, device, now - (1500 + 300 * k) * NS, 60.0, 25.0, True))
+            lines.extend(_telemetry(site, device, now - (1500 + 300 * k) * NS, 60.0, 25.0, True))
         states[(site, device)] = "STALE"
 
     online("dt-berlin", "cam-1")
@@ -196,7 +196,7 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
     online("dt-munich", "cam-1")
     # Last will: OFFLINE, whatever its telemetry says.
     lines.append(_status("dt-munich", "cam-2", now - 7200 * NS, "online", 60.0))
-    lines.append(_telemetry("dt-munich", "cam-2", now - 700 * NS, 70.0, 30.0, False))
+    lines.extend(_telemetry("dt-munich", "cam-2", now - 700 * NS, 70.0, 30.0, False))
     lines.append(
         status_line(
             StatusEvent(
@@ -212,7 +212,7 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
     stale("dt-hamburg", "cam-1")
     # Silent for two hours at a 60 s interval: OFFLINE.
     lines.append(_status("dt-hamburg", "cam-2", now - 9000 * NS, "online", 60.0))
-    lines.append(_telemetry("dt-hamburg", "cam-2", now - 7200 * NS, 50.0, 20.0, True))
+    lines.extend(_telemetry("dt-hamburg", "cam-2", now - 7200 * NS, 50.0, 20.0, True))
     states[("dt-hamburg", "cam-2")] = "OFFLINE"
 
     def alert(site: str, device: str, kind: str, severity: str, ago_s: int, **kw: Any) -> int:

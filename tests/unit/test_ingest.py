@@ -34,7 +34,10 @@ def test_to_entry_gives_lines_or_a_dead_letter_with_the_same_token() -> None:
     good = to_entry(_msg(_good(1), token=7), root=ROOT)
     assert good.kind == "telemetry"
     assert good.ack_token == 7
-    assert good.lines == ("telemetry,device=d,site=s x=1.0 1767225001000000000",)
+    assert good.lines == (
+        "telemetry,device=d,site=s x=1.0 1767225001000000000",
+        "device_seen,device=d,site=s readings=1i 1767225001000000000",
+    )
     bad = to_entry(_msg(b"nope", token=8), root=ROOT)
     assert bad.kind == "dead_letter"
     assert bad.ack_token == 8

@@ -47,14 +47,24 @@ def test_non_finite_floats_are_refused() -> None:
         format_field(float("nan"))
 
 
-def test_telemetry_with_seq_gives_two_lines_at_the_reading_time() -> None:
+def test_telemetry_with_seq_gives_its_lines_at_the_reading_time() -> None:
     message = Telemetry(
         site="s", device="d", readings=(Reading(ts_ns=7, metrics={"x": 1.0, "ok": True}, seq=4),)
     )
     assert message_lines(message) == [
         "telemetry,device=d,site=s x=1.0,ok=true 7",
         "telemetry_seq,device=d,site=s seq=4i 7",
+        "device_seen,device=d,site=s readings=1i 7",
     ]
+
+
+def test_a_batch_is_seen_at_its_newest_reading_whatever_the_order() -> None:
+    message = Telemetry(
+        site="s",
+        device="d",
+        readings=(Reading(ts_ns=9, metrics={"x": 1.0}), Reading(ts_ns=5, metrics={"x": 2.0})),
+    )
+    assert message_lines(message)[-1] == "device_seen,device=d,site=s readings=2i 9"
 
 
 def test_alert_and_status_lines() -> None:
