@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
+from pydantic import ValidationError
+
 # Registration order is the order of `edgewatch --help`.
 ROOMS = ("stack", "ingest", "edge", "dashboard", "bench")
 EXIT_USAGE = 2
@@ -75,6 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args) or 0
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except ValidationError as exc:
+        # A setting from the environment is malformed: name the variable and what it got.
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(
+                f"edgewatch: error: {where}: {error['msg']} (got {error.get('input')!r})",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE
     except (RuntimeError, OSError, ValueError) as exc:
         # Users get the message, never a traceback; --log-level DEBUG shows where it came from.
         logging.getLogger(__name__).debug("command failed", exc_info=True)

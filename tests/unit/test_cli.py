@@ -46,3 +46,14 @@ def test_errors_are_one_line_on_stderr_with_exit_2(
     assert err.startswith("edgewatch: error: no complete credentials in ")
     assert "run `edgewatch stack up` first" in err
     assert "Traceback" not in err
+
+
+def test_a_malformed_setting_is_named_with_what_it_got(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MQTT_PORT", "abc")
+    assert cli.main(["stack", "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgewatch: error: MQTT_PORT: ")
+    assert "(got 'abc')" in err
+    assert "Traceback" not in err
