@@ -190,3 +190,19 @@ def test_acknowledge_by_clicks_is_stored(
     assert [(r["action"], r["user"], r["note"]) for r in stored] == [
         ("ack", "test-operator", "checked on site")
     ]
+
+
+def test_selecting_a_device_row_opens_its_detail_page(page: Page, dashboard_url: str) -> None:
+    open_signed_in(page, dashboard_url + "/", "Fleet overview")
+    # The device table is the last data grid on the page; its first column selects a row.
+    grid = page.locator('[data-testid="stDataFrame"]').last
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    assert box is not None
+    row_height = 35  # Streamlit's grid: a 35 px header, then 35 px rows
+    page.mouse.click(box["x"] + 15, box["y"] + row_height + row_height / 2)
+    expect(page.get_by_role("heading", name="Device", exact=True).first).to_be_visible(
+        timeout=30_000
+    )
+    assert "site=" in page.url and "device=" in page.url
+    assert_no_errors(page, "device after drill-down")
