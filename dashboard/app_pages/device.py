@@ -51,7 +51,13 @@ cols[0].markdown(
     unsafe_allow_html=True,
 )
 cols[0].caption(str(row["reason"]))
-cols[1].metric("Since", "-" if pd.isna(row["since"]) else row["since"].strftime("%m-%d %H:%M UTC"))
+since = row["since"]
+cols[1].metric(
+    "Since (UTC)",
+    "-"
+    if pd.isna(since)
+    else since.strftime("%H:%M" if since.date() == now.date() else "%m-%d %H:%M"),
+)
 cols[2].metric("Last telemetry", ui.ago(row["last_seen"], now))
 cols[3].page_link(
     ui.PAGE_TRENDS,
