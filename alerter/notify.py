@@ -1,0 +1,271 @@
+"""alerter room, pure: which notifications are due, and the delivery log folded from its records.
+
+Every notification has an idempotency key derived only from what it is about (alert id,
+receiver, target, kind, repeat number), so re-planning after a restart finds the same key
+in the log and does not send it again, and a retry carries the same key as the first try.
+The log is append-only (`notification` points in the ops bucket): one `pending` record
+before the first send, then one record per attempt (`sent`, `failed`), or `suppressed`
+(silenced, inhibited) instead of any send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from edgewatch.alerts import AlertRecord, AlertState
+from edgewatch.rules import TYPE_DEVICE_OFFLINE, TYPE_SITE_DOWN, Route, RulesConfig
+from edgewatch.silences import Silence, silenced
+
+NS_PER_SECOND = 1_000_000_000
+KIND_RAISED = "raised"
+KIND_REPEAT = "repeat"
+KIND_ESCALATION = "escalation"
+KIND_RESOLVED = "resolved"
+STATUS_PENDING = "pending"
+STATUS_SENT = "sent"
+STATUS_FAILED = "failed"
+STATUS_SUPPRESSED = "suppressed"
+STATUS_ABANDONED = "abandoned"
+DONE_STATUSES = frozenset({STATUS_SENT, STATUS_SUPPRESSED, STATUS_ABANDONED})
+
+
+def idempotency_key(alert_id: str, receiver: str, target: int, kind: str) -> str:
+    digest = hashlib.sha256(f"{alert_id}|{receiver}|{target}|{kind}".encode()).hexdigest()
+    return f"ew-{digest[:24]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification to one receiver target, as recorded before it is sent."""
+
+    key: str
+    alert_id: str
+    site: str
+    device: str
+    type: str
+    severity: str
+    receiver: str
+    target: int
+    kind: str
+    title: str
+    body: str
+    created_ns: int
+    status: str = STATUS_PENDING
+    attempts: int = 0
+    last_attempt_ns: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One stored `notification` point."""
+
+    key: str
+    ts_ns: int
+    status: str
+    attempt: int = 0
+    error: str = ""
+    alert_id: str = ""
+    site: str = ""
+    device: str = ""
+    type: str = ""
+    severity: str = ""
+    receiver: str = ""
+    target: int = 0
+    kind: str = ""
+    title: str = ""
+    body: str = ""
+
+
+def fold_log(records: Iterable[LogRecord]) -> dict[str, Notification]:
+    """Each key's notification with its latest status and how many attempts it had."""
+    log: dict[str, Notification] = {}
+    for r in sorted(records, key=lambda r: r.ts_ns):
+        current = log.get(r.key)
+        if current is None:
+            log[r.key] = Notification(
+                key=r.key,
+                alert_id=r.alert_id,
+                site=r.site,
+                device=r.device,
+                type=r.type,
+                severity=r.severity,
+                receiver=r.receiver,
+                target=r.target,
+                kind=r.kind,
+                title=r.title,
+                body=r.body,
+                created_ns=r.ts_ns,
+                status=r.status,
+                attempts=r.attempt,
+                last_attempt_ns=r.ts_ns if r.attempt else 0,
+                error=r.error,
+            )
+            continue
+        if current.status in DONE_STATUSES:
+            # Once delivered it stays delivered, whatever a late duplicate record says.
+            continue
+        log[r.key] = replace(
+            current,
+            status=r.status,
+            attempts=max(current.attempts, r.attempt),
+            last_attempt_ns=r.ts_ns if r.attempt else current.last_attempt_ns,
+            error=r.error,
+        )
+    return log
+
+
+def retry_delay_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff after `attempts` failed tries."""
+    if attempts <= 0:
+        return 0.0
+    return float(min(max_s, base_s * 2 ** (attempts - 1)))
+
+
+def due_for_delivery(
+    log: Mapping[str, Notification],
+    now_ns: int,
+    *,
+    retry_base_s: float,
+    retry_max_s: float,
+) -> list[Notification]:
+    """Notifications recorded but not delivered whose next try is due, oldest first."""
+    due = []
+    for n in log.values():
+        if n.status not in (STATUS_PENDING, STATUS_FAILED):
+            continue
+        wait_ns = retry_delay_s(n.attempts, retry_base_s, retry_max_s) * NS_PER_SECOND
+        if n.attempts == 0 or now_ns - n.last_attempt_ns >= wait_ns:
+            due.append(n)
+    return sorted(due, key=lambda n: n.created_ns)
+
+
+def alert_source(record: AlertRecord, rule_types: frozenset[str]) -> str:
+    return "rule" if record.type in rule_types else "device"
+
+
+def routes_for(record: AlertRecord, source: str, routes: Sequence[Route]) -> list[Route]:
+    matched = []
+    for route in routes:
+        if route.match.matches(
+            severity=record.severity, site=record.site, alert_type=record.type, source=source
+        ):
+            matched.append(route)
+            if not route.continue_:
+                break
+    return matched
+
+
+def _text(record: AlertRecord, kind: str, source: str) -> tuple[str, str]:
+    where = f"{record.site}/{record.device}"
+    head = "RESOLVED" if kind == KIND_RESOLVED else record.severity.upper()
+    suffix = {KIND_REPEAT: " (still open)", KIND_ESCALATION: " (not acknowledged)"}.get(
+        kind.split(":", maxsplit=1)[0], ""
+    )
+    title = f"[{head}] {record.type} on {where}{suffix}"
+    lines = [record.message or record.type, f"alert: {record.alert_id}", f"source: {source}"]
+    if kind == KIND_RESOLVED and record.closed_by:
+        lines.append(f"resolved by: {record.closed_by}")
+    return title, "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    new: tuple[Notification, ...]
+
+
+def plan_notifications(
+    records: Sequence[AlertRecord],
+    *,
+    config: RulesConfig,
+    targets: Mapping[str, int],
+    log: Mapping[str, Notification],
+    silences: Sequence[Silence],
+    now_ns: int,
+) -> Plan:
+    """The notifications to record now: raises, repeats, escalations, resolves, suppressions.
+
+    `targets` is how many Apprise URLs each receiver has (a receiver without any is skipped).
+    """
+    rule_types = config.rule_types()
+    site_down_open = {
+        r.site for r in records if r.is_open and r.type == TYPE_SITE_DOWN and r.type in rule_types
+    }
+    sent_by_alert: dict[str, list[Notification]] = {}
+    for n in log.values():
+        if n.kind in (KIND_RAISED, KIND_ESCALATION) and n.status != STATUS_SUPPRESSED:
+            sent_by_alert.setdefault(n.alert_id, []).append(n)
+
+    new: dict[str, Notification] = {}
+
+    def add(record: AlertRecord, receiver: str, target: int, kind: str, status: str = "") -> None:
+        key = idempotency_key(record.alert_id, receiver, target, kind)
+        if key in log or key in new:
+            return
+        source = alert_source(record, rule_types)
+        title, body = _text(record, kind, source)
+        if status == STATUS_SUPPRESSED:
+            body = f"{body}\nnot notified: {receiver}"
+        new[key] = Notification(
+            key=key,
+            alert_id=record.alert_id,
+            site=record.site,
+            device=record.device,
+            type=record.type,
+            severity=record.severity,
+            receiver="-" if status == STATUS_SUPPRESSED else receiver,
+            target=target,
+            kind=kind.split(":", maxsplit=1)[0],
+            title=title,
+            body=f"{body}\nkey: {key}",
+            created_ns=now_ns,
+            status=status or STATUS_PENDING,
+        )
+
+    for record in records:
+        if not record.is_open:
+            # Resolved notifications always go to whoever got the raise (or escalation).
+            for got in sent_by_alert.get(record.alert_id, ()):
+                add(record, got.receiver, got.target, KIND_RESOLVED)
+            continue
+        source = alert_source(record, rule_types)
+        routes = routes_for(record, source, config.effective_routes)
+        if not routes:
+            continue
+        muted = silenced(silences, record.site, record.device, record.type, now_ns)
+        if muted is not None:
+            add(record, f"{muted.kind} {muted.silence_id}", 0, "suppressed", STATUS_SUPPRESSED)
+            continue
+        if record.type == TYPE_DEVICE_OFFLINE and record.site in site_down_open:
+            add(record, f"inhibited by {TYPE_SITE_DOWN}", 0, "suppressed", STATUS_SUPPRESSED)
+            continue
+        review = record.state_at(now_ns)
+        age_s = (now_ns - record.opened_ns) / NS_PER_SECOND
+        for route in routes:
+            if age_s < route.group_wait_s:
+                continue
+            for receiver in route.receivers:
+                for target in range(targets.get(receiver, 0)):
+                    if record.acknowledged_ns is None:
+                        add(record, receiver, target, KIND_RAISED)
+                    raised_key = idempotency_key(record.alert_id, receiver, target, KIND_RAISED)
+                    if (
+                        route.repeat_interval_s > 0
+                        and review == AlertState.ACTIVE
+                        and raised_key in log
+                    ):
+                        repeat = int(age_s // route.repeat_interval_s)
+                        if repeat >= 1:
+                            add(record, receiver, target, f"{KIND_REPEAT}:{repeat}")
+            if (
+                route.escalate_after_s is not None
+                and record.severity == "critical"
+                and review == AlertState.ACTIVE
+                and age_s >= route.escalate_after_s
+            ):
+                for receiver in route.escalate_to:
+                    for target in range(targets.get(receiver, 0)):
+                        add(record, receiver, target, KIND_ESCALATION)
+    return Plan(new=tuple(new.values()))

@@ -1,0 +1,184 @@
+"""Silences and maintenance windows: a pure fold over their audit events, and matching.
+
+Part of the shared core: the dashboard creates them (and shows MAINTENANCE), the alerter
+obeys them; both read the same events from the ops bucket, so neither imports the other.
+A silence mutes notifications of matching alerts (the alerts are still recorded); a
+maintenance window also stops `device_offline` for its devices. One-off windows have a start
+and an end; recurring ones an RFC 5545 RRULE and a duration. Every change (create, expire)
+is an event with who and why, which is also the audit trail.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from dateutil.rrule import rrulestr
+
+KIND_SILENCE = "silence"
+KIND_MAINTENANCE = "maintenance"
+Kind = Literal["silence", "maintenance"]
+ACTION_CREATE = "create"
+ACTION_EXPIRE = "expire"
+NS_PER_SECOND = 1_000_000_000
+MAX_REASON_CHARS = 1000
+_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]-]{0,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    silence_id: str
+    kind: str
+    created_by: str
+    reason: str
+    created_ns: int
+    starts_ns: int
+    ends_ns: int
+    site: str = ""
+    device: str = ""
+    type: str = ""
+    rrule: str = ""
+    duration_s: float = 0.0
+    expired_ns: int | None = None
+    expired_by: str | None = None
+
+    def matches(self, site: str, device: str, alert_type: str = "") -> bool:
+        """Empty matchers match anything; others are shell-style patterns."""
+        return (
+            _glob(self.site, site)
+            and _glob(self.device, device)
+            and (not alert_type or _glob(self.type, alert_type))
+        )
+
+    def active_at(self, now_ns: int) -> bool:
+        if self.expired_ns is not None and now_ns >= self.expired_ns:
+            return False
+        if now_ns < self.starts_ns or now_ns >= self.ends_ns:
+            return False
+        if not self.rrule:
+            return True
+        return _in_occurrence(self, now_ns)
+
+    def over_at(self, now_ns: int) -> bool:
+        """Whether it can never be active again (expired early, or past its end)."""
+        return now_ns >= self.ends_ns or (self.expired_ns is not None and now_ns >= self.expired_ns)
+
+
+def _glob(pattern: str, value: str) -> bool:
+    return not pattern or fnmatch.fnmatchcase(value, pattern)
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / NS_PER_SECOND, tz=UTC)
+
+
+def _in_occurrence(silence: Silence, now_ns: int) -> bool:
+    rule = rrulestr(silence.rrule, dtstart=_dt(silence.starts_ns))
+    last = rule.before(_dt(now_ns), inc=True)
+    if last is None:
+        return False
+    return _dt(now_ns) < last + timedelta(seconds=silence.duration_s)
+
+
+def new_silence(
+    *,
+    kind: str,
+    created_by: str,
+    reason: str,
+    now_ns: int,
+    starts_ns: int,
+    ends_ns: int,
+    site: str = "",
+    device: str = "",
+    alert_type: str = "",
+    rrule: str = "",
+    duration_s: float = 0.0,
+    silence_id: str | None = None,
+) -> Silence:
+    """A validated silence or window; a ValueError naming the field to fix."""
+    if kind not in (KIND_SILENCE, KIND_MAINTENANCE):
+        raise ValueError(f"kind must be {KIND_SILENCE} or {KIND_MAINTENANCE}, not {kind!r}")
+    if not created_by.strip():
+        raise ValueError("a silence needs the user who creates it")
+    if not reason.strip():
+        raise ValueError("a silence needs a reason (why it is muted)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
+    for name, value in (("site", site), ("device", device), ("type", alert_type)):
+        if not _PATTERN.match(value):
+            raise ValueError(f"{name} {value!r}: letters, digits, _ . - and the wildcards * ? []")
+    if not (site or device or alert_type):
+        raise ValueError("give at least one matcher (site, device or type): no fleet-wide mute")
+    if ends_ns <= starts_ns:
+        raise ValueError("the end must come after the start")
+    if rrule:
+        if duration_s <= 0:
+            raise ValueError("a recurring window needs a duration (how long each occurrence is)")
+        try:
+            rrulestr(rrule, dtstart=_dt(starts_ns))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"rrule {rrule!r} is not an RFC 5545 RRULE: {exc}") from exc
+    return Silence(
+        silence_id=silence_id or uuid.uuid4().hex[:12],
+        kind=kind,
+        created_by=created_by,
+        reason=reason,
+        created_ns=now_ns,
+        starts_ns=starts_ns,
+        ends_ns=ends_ns,
+        site=site,
+        device=device,
+        type=alert_type,
+        rrule=rrule,
+        duration_s=duration_s,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceEvent:
+    """One stored change: a create carries the whole silence, an expire only id, who, why."""
+
+    action: str
+    ts_ns: int
+    silence: Silence | None = None
+    silence_id: str = ""
+    user: str = ""
+    reason: str = ""
+
+
+def fold_silences(events: Iterable[SilenceEvent]) -> list[Silence]:
+    """All silences and windows with their expiry applied, newest created first."""
+    by_id: dict[str, Silence] = {}
+    for event in sorted(events, key=lambda e: e.ts_ns):
+        if event.action == ACTION_CREATE and event.silence is not None:
+            by_id[event.silence.silence_id] = event.silence
+        elif event.action == ACTION_EXPIRE and event.silence_id in by_id:
+            current = by_id[event.silence_id]
+            if current.expired_ns is None:
+                by_id[event.silence_id] = replace(
+                    current, expired_ns=event.ts_ns, expired_by=event.user
+                )
+    return sorted(by_id.values(), key=lambda s: s.created_ns, reverse=True)
+
+
+def silenced(
+    silences: Iterable[Silence], site: str, device: str, alert_type: str, now_ns: int
+) -> Silence | None:
+    """The first active silence or window that mutes this alert, if any."""
+    for s in silences:
+        if s.active_at(now_ns) and s.matches(site, device, alert_type):
+            return s
+    return None
+
+
+def in_maintenance(silences: Iterable[Silence], site: str, device: str, now_ns: int) -> bool:
+    """Whether a device is inside an active maintenance window (shown as MAINTENANCE)."""
+    return any(
+        s.kind == KIND_MAINTENANCE and s.active_at(now_ns) and s.matches(site, device)
+        for s in silences
+    )
