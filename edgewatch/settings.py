@@ -77,6 +77,18 @@ class Settings(BaseSettings):
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
     session_max_age_seconds: float = Field(8 * 3600, alias="EDGEWATCH_SESSION_MAX_AGE_SECONDS")
 
+    # Alerter (server-side rules and notifications)
+    alerter_token: SecretStr | None = Field(None, alias="EDGEWATCH_ALERTER_TOKEN")
+    rules_file: Path | None = Field(None, alias="EDGEWATCH_RULES_FILE")
+    rules_interval_seconds: float = Field(10.0, gt=0, alias="EDGEWATCH_RULES_INTERVAL_SECONDS")
+    # Apprise URLs carry credentials: from the environment or a secrets file, never git.
+    notify_urls: SecretStr | None = Field(None, alias="EDGEWATCH_NOTIFY_URLS")
+    notify_urls_file: Path | None = Field(None, alias="EDGEWATCH_NOTIFY_URLS_FILE")
+    notify_retry_base_seconds: float = Field(5.0, gt=0, alias="EDGEWATCH_NOTIFY_RETRY_BASE_SECONDS")
+    notify_retry_max_seconds: float = Field(300.0, gt=0, alias="EDGEWATCH_NOTIFY_RETRY_MAX_SECONDS")
+    notify_give_up_seconds: float = Field(86400.0, gt=0, alias="EDGEWATCH_NOTIFY_GIVE_UP_SECONDS")
+    notify_timeout_seconds: float = Field(10.0, gt=0, alias="EDGEWATCH_NOTIFY_TIMEOUT_SECONDS")
+
     # Local stack
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
     cache_dir: Path = Field(default_factory=default_cache_dir, alias="EDGEWATCH_CACHE_DIR")

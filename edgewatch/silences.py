@@ -13,12 +13,14 @@ from __future__ import annotations
 import fnmatch
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from dateutil.rrule import rrulestr
+
+from edgewatch.schema import FieldValue, line
 
 KIND_SILENCE = "silence"
 KIND_MAINTENANCE = "maintenance"
@@ -182,3 +184,74 @@ def in_maintenance(silences: Iterable[Silence], site: str, device: str, now_ns: 
         s.kind == KIND_MAINTENANCE and s.active_at(now_ns) and s.matches(site, device)
         for s in silences
     )
+
+
+# ------------------------------------------------------------------ stored form (ops bucket)
+
+MEASUREMENT_SILENCE = "silence"
+
+
+def silence_line(event: SilenceEvent) -> str:
+    """One `silence` point: tag kind; the whole silence on create, id/user/reason on expire."""
+    s = event.silence
+    if event.action == ACTION_CREATE and s is not None:
+        fields: dict[str, FieldValue | None] = {
+            "action": ACTION_CREATE,
+            "id": s.silence_id,
+            "user": s.created_by,
+            "reason": s.reason,
+            "starts_ns": s.starts_ns,
+            "ends_ns": s.ends_ns,
+            "site": s.site,
+            "device": s.device,
+            "type": s.type,
+            "rrule": s.rrule,
+            "duration_s": float(s.duration_s),
+        }
+        return line(MEASUREMENT_SILENCE, {"kind": s.kind}, fields, event.ts_ns)
+    fields = {
+        "action": ACTION_EXPIRE,
+        "id": event.silence_id,
+        "user": event.user,
+        "reason": event.reason,
+    }
+    return line(MEASUREMENT_SILENCE, {"kind": "change"}, fields, event.ts_ns)
+
+
+def parse_silence_rows(rows: Iterable[Mapping[str, Any]]) -> list[SilenceEvent]:
+    """Rows of the pivoted `silence` query (one per point, `time_ns` exact) into events."""
+    events: list[SilenceEvent] = []
+    for row in rows:
+        ts = int(row.get("time_ns") or 0)
+        action = str(row.get("action") or "")
+        sid = str(row.get("id") or "")
+        if not sid:
+            continue
+        if action == ACTION_CREATE:
+            silence = Silence(
+                silence_id=sid,
+                kind=str(row.get("kind") or KIND_SILENCE),
+                created_by=str(row.get("user") or ""),
+                reason=str(row.get("reason") or ""),
+                created_ns=ts,
+                starts_ns=int(row.get("starts_ns") or 0),
+                ends_ns=int(row.get("ends_ns") or 0),
+                site=str(row.get("site") or ""),
+                device=str(row.get("device") or ""),
+                type=str(row.get("type") or ""),
+                rrule=str(row.get("rrule") or ""),
+                duration_s=float(row.get("duration_s") or 0.0),
+            )
+            events.append(SilenceEvent(ACTION_CREATE, ts, silence, sid, silence.created_by))
+        elif action == ACTION_EXPIRE:
+            events.append(
+                SilenceEvent(
+                    ACTION_EXPIRE,
+                    ts,
+                    None,
+                    sid,
+                    str(row.get("user") or ""),
+                    str(row.get("reason") or ""),
+                )
+            )
+    return events
