@@ -17,6 +17,7 @@ pages = [
     st.Page(ui.PAGE_TRENDS, title="Trends", icon=":material/show_chart:"),
     st.Page(ui.PAGE_DEVICE, title="Device", icon=":material/memory:"),
     st.Page(ui.PAGE_INGEST, title="Ingest health", icon=":material/input:"),
+    st.Page(ui.PAGE_RULES, title="Rules", icon=":material/rule:"),
 ]
 # Navigation is declared on every run so a link (/alerts, /trends?...) survives the sign-in;
 # it stays hidden, and `ui.context` stops the run at the sign-in form, until there is a user.

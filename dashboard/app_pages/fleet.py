@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from dashboard import charts, data, rules_data, ui
 from edgewatch.alerts import AlertState
 from edgewatch.models import SEVERITIES
 
@@ -23,6 +23,9 @@ def overview() -> None:
 
     devices = data.fleet_frame(view)
     sites = data.site_frame(devices)
+    devices = rules_data.with_maintenance(
+        devices, ui.load(rules_data.load_silences, connection) or [], view.now_ns
+    )
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     open_alerts = pd.DataFrame()
     if loaded is not None:
