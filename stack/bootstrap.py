@@ -35,6 +35,7 @@ TASK_1M = "edgewatch-rollup-1m"
 TASK_1H = "edgewatch-rollup-1h"
 INGEST_TOKEN_DESCRIPTION = "edgewatch-ingest"  # noqa: S105 - a label, not a secret
 DASHBOARD_TOKEN_DESCRIPTION = "edgewatch-dashboard"  # noqa: S105 - a label, not a secret
+ALERTER_TOKEN_DESCRIPTION = "edgewatch-alerter"  # noqa: S105 - a label, not a secret
 HTTP_TIMEOUT_SECONDS = 30.0
 TASK_RUN_TIMEOUT_SECONDS = 60.0
 
@@ -108,6 +109,8 @@ class StackCredentials:
     admin_token: str = field(repr=False)
     ingest_token: str = field(repr=False)
     dashboard_token: str = field(repr=False)
+    # Reads every bucket, writes rule alerts (raw) and its state (ops); "" in older files.
+    alerter_token: str = field(default="", repr=False)
 
 
 def read_credentials_file(path: Path) -> dict[str, str]:
@@ -138,8 +141,10 @@ def load_credentials(path: Path) -> StackCredentials:
     """The credentials a previous bootstrap stored, or a clear error naming the fix."""
     data = read_credentials_file(path)
     try:
-        return StackCredentials(**{k: data[k] for k in StackCredentials.__dataclass_fields__})
-    except KeyError:
+        return StackCredentials(
+            **{k: data[k] for k in StackCredentials.__dataclass_fields__ if k in data}
+        )
+    except TypeError:
         raise RuntimeError(
             f"no complete credentials in {path}: run `edgewatch stack up` first"
         ) from None
@@ -242,6 +247,11 @@ def wanted_permissions(
         _permission("read", bucket_ids[name], org_id)
         for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops)
     ]
+    if kind == "alerter":
+        return [
+            *reads,
+            *(_permission("write", bucket_ids[b], org_id) for b in (buckets.raw, buckets.ops)),
+        ]
     return [*reads, _permission("write", bucket_ids[buckets.ops], org_id)]
 
 
@@ -395,6 +405,13 @@ def bootstrap(
         wanted_permissions("dashboard", bucket_ids, buckets, org_id),
         stored.get("dashboard_token"),
     )
+    alerter = _ensure_token(
+        api,
+        org_id,
+        ALERTER_TOKEN_DESCRIPTION,
+        wanted_permissions("alerter", bucket_ids, buckets, org_id),
+        stored.get("alerter_token"),
+    )
     creds = StackCredentials(
         url=url,
         org=org,
@@ -404,6 +421,7 @@ def bootstrap(
         admin_token=token,
         ingest_token=ingest,
         dashboard_token=dashboard,
+        alerter_token=alerter,
     )
     new = {k: str(v) for k, v in asdict(creds).items()}
     if new != stored:

@@ -22,6 +22,7 @@ from types import FrameType
 from dashboard.auth import UserStore
 from edgewatch.settings import Settings
 from stack.cli import StackPaths, dotenv_lines, load_service_passwords, stack_up
+from stack.notify_sink import NotificationSink
 from stack.processes import check_port_free, tcp_accepts
 
 POLL_INTERVAL_SECONDS = 1.0
@@ -85,6 +86,20 @@ def service_env(settings: Settings, paths: StackPaths, service: str) -> dict[str
     return base
 
 
+def alerter_env(settings: Settings, paths: StackPaths, sink: NotificationSink) -> dict[str, str]:
+    """The alerter reads like the dashboard, writes with its own token, notifies the sink."""
+    from stack.bootstrap import load_credentials  # noqa: PLC0415
+
+    env = service_env(settings, paths, "dashboard")
+    creds = load_credentials(paths.credentials)
+    if creds.alerter_token:
+        env["INFLUXDB_V2_TOKEN"] = creds.alerter_token
+    env["EDGEWATCH_NOTIFY_URLS"] = sink.apprise_url
+    if settings.rules_file is not None:
+        env["EDGEWATCH_RULES_FILE"] = str(settings.rules_file)
+    return env
+
+
 def ensure_demo_logins(settings: Settings, paths: StackPaths) -> dict[str, str]:
     """An operator and a viewer for the dashboard, made once; their passwords kept 0600."""
     logins_path = paths.state_dir / "demo-logins.json"
@@ -116,6 +131,8 @@ def run_demo(
     stack_up(settings)
     logins = ensure_demo_logins(settings, paths)
     cli = [sys.executable, "-m", "edgewatch.cli"]
+    sink = NotificationSink(paths.log_file("notifications"))
+    sink.start()
     children = [
         Child(
             "ingest",
@@ -144,6 +161,12 @@ def run_demo(
             service_env(settings, paths, "dashboard"),
             paths.log_file("dashboard"),
         ),
+        Child(
+            "alerter",
+            [*cli, "alerter"],
+            alerter_env(settings, paths, sink),
+            paths.log_file("alerter"),
+        ),
     ]
     stopping = False
 
@@ -169,10 +192,11 @@ def run_demo(
                 )
             time.sleep(0.5)
         print(f"\nedgewatch is running: open http://127.0.0.1:{settings.dashboard_port}")
+        print(f"  notifications (what would page someone) go to {sink.log_path}")
         for name, password in logins.items():
             print(f"  sign in as {name} / {password}")
         print(
-            "Ctrl-C stops the ingest, simulator and dashboard; "
+            "Ctrl-C stops the ingest, simulator, dashboard and alerter; "
             "`edgewatch stack down` stops the stack.\n",
             flush=True,
         )
@@ -193,6 +217,7 @@ def run_demo(
     finally:
         for child in reversed(children):
             child.stop()
+        sink.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("stopped the ingest, simulator and dashboard", file=sys.stderr)
+        print("stopped the ingest, simulator, dashboard and alerter", file=sys.stderr)
     return 0
