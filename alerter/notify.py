@@ -198,6 +198,13 @@ def plan_notifications(
         if n.kind in (KIND_RAISED, KIND_ESCALATION) and n.status != STATUS_SUPPRESSED:
             sent_by_alert.setdefault(n.alert_id, []).append(n)
 
+    # group_interval: the newest raise per (receiver, target, site, type) group.
+    last_raise: dict[tuple[str, int, str, str], int] = {}
+    for n in log.values():
+        if n.kind == KIND_RAISED and n.status != STATUS_SUPPRESSED:
+            group = (n.receiver, n.target, n.site, n.type)
+            last_raise[group] = max(last_raise.get(group, 0), n.created_ns)
+
     new: dict[str, Notification] = {}
 
     def add(record: AlertRecord, receiver: str, target: int, kind: str, status: str = "") -> None:
@@ -248,9 +255,16 @@ def plan_notifications(
                 continue
             for receiver in route.receivers:
                 for target in range(targets.get(receiver, 0)):
-                    if record.acknowledged_ns is None:
-                        add(record, receiver, target, KIND_RAISED)
+                    group = (receiver, target, record.site, record.type)
+                    spaced = (
+                        group not in last_raise
+                        or now_ns - last_raise[group] >= route.group_interval_s * NS_PER_SECOND
+                    )
                     raised_key = idempotency_key(record.alert_id, receiver, target, KIND_RAISED)
+                    if record.acknowledged_ns is None and spaced and raised_key not in log:
+                        add(record, receiver, target, KIND_RAISED)
+                        if raised_key in new:
+                            last_raise[group] = now_ns
                     if (
                         route.repeat_interval_s > 0
                         and review == AlertState.ACTIVE

@@ -130,3 +130,13 @@ def test_log_fold_keeps_delivered_and_schedules_retries_with_backoff() -> None:
     assert log["k1"].attempts == 1
     assert due_for_delivery(log, 3 * S, retry_base_s=5, retry_max_s=60) == []
     assert [n.key for n in due_for_delivery(log, 7 * S, retry_base_s=5, retry_max_s=60)] == ["k1"]
+
+
+def test_group_interval_spaces_raises_of_one_group_without_dropping_them() -> None:
+    text = "routes: [{receivers: [default], group_interval: 60}]"
+    first = plan([ev(0, device="cam1"), ev(0, device="cam2")], now=1, text=text)
+    assert len({n.alert_id for n in first}) == 1
+    log = sent(first)
+    assert plan([ev(0, device="cam1"), ev(0, device="cam2")], log=log, now=30, text=text) == ()
+    later = plan([ev(0, device="cam1"), ev(0, device="cam2")], log=log, now=62, text=text)
+    assert {n.device for n in later} == {"cam1", "cam2"} - {first[0].device}
