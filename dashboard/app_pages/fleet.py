@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -24,7 +26,7 @@ def overview() -> None:
     devices = data.fleet_frame(view)
     sites = data.site_frame(devices)
     devices = rules_data.with_maintenance(
-        devices, ui.load(rules_data.load_silences, connection) or [], view.now_ns
+        devices, ui.load(rules_data.load_silences, connection) or [], time.time_ns()
     )
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     open_alerts = pd.DataFrame()
