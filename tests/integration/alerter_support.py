@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from alerter.cli import build_alerter
 from alerter.service import run_forever
-from edge.transport import LinkConfig, PahoTransport
+from edge.transport import Connected, LinkConfig, PahoTransport
 from edgewatch.settings import Settings
 from stack.testing import InfluxFixture
 from tests.integration.ingest_support import REPO_ROOT, query, settings_env
@@ -41,18 +41,25 @@ class Device:
 
     def start(self) -> None:
         self._stop.clear()
+        connected = threading.Event()
+
+        def on_event(event: object) -> None:
+            if isinstance(event, Connected):
+                connected.set()
+
         self._link = PahoTransport(
             config=LinkConfig(
                 client_id=f"{self.settings.mqtt_topic_root}-{self.site}-{self.device}",
                 will_topic=self._topic("status"),
                 will_payload=json.dumps({"state": "offline", "reason": "lwt"}).encode(),
-                sink=lambda event: None,
+                sink=on_event,
             ),
             host=self.settings.mqtt_host,
             port=self.settings.mqtt_port,
             keepalive_s=5,
         )
         self._link.start()
+        assert connected.wait(30), f"{self.device} could not connect"
         birth = {"state": "online", "interval_s": INTERVAL_S, "model": "yolo-v8n"}
         self._link.publish(self._topic("status"), json.dumps(birth).encode(), retain=True)
         self._thread = threading.Thread(target=self._run, daemon=True)
