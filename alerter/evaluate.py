@@ -249,7 +249,7 @@ def _ingest_check(config: RulesConfig, fleet: FleetInput) -> _Check:
         key=InstanceKey(TYPE_INGEST_DOWN, SYSTEM_SITE, INGEST_DEVICE),
         holds=fleet.ingest_silent,
         holds_while_firing=fleet.ingest_silent,
-        for_s=0.0,
+        for_s=rule.for_s,
         keep_firing_for_s=0.0,
         severity=rule.severity,
         message=f"the ingest stopped reporting: {fleet.ingest_reason or 'no heartbeat'}",

@@ -102,6 +102,8 @@ class SiteDownRule(_Strict):
 class IngestDownRule(_Strict):
     enabled: bool = True
     severity: Severity = "critical"
+    # The health model already waits 3 missed reports; this covers a start-up in progress.
+    for_s: Duration = Field(30.0, alias="for")
 
 
 class Builtins(_Strict):
@@ -109,7 +111,7 @@ class Builtins(_Strict):
         default_factory=lambda: DeviceOfflineRule.model_validate({})
     )
     site_down: SiteDownRule = Field(default_factory=lambda: SiteDownRule.model_validate({}))
-    ingest_down: IngestDownRule = Field(default_factory=IngestDownRule)
+    ingest_down: IngestDownRule = Field(default_factory=lambda: IngestDownRule.model_validate({}))
 
 
 class MetricRule(_Strict):

@@ -60,13 +60,13 @@ def test_maintenance_raises_no_device_offline() -> None:
     assert events == []
 
 
-def test_ingest_silent_keeps_device_states_and_raises_ingest_down() -> None:
+def test_ingest_silent_keeps_device_states_and_raises_ingest_down_after_its_for() -> None:
     off = FleetInput(devices=(dev("cam1", HealthState.OFFLINE, since=0),), ingest_silent=False)
     silent = FleetInput(devices=(dev("cam1", HealthState.UNKNOWN),), ingest_silent=True)
-    states, events = run("", [(100 * S, off), (110 * S, silent)])
-    assert [(e.type, e.state) for e in events] == [
-        ("device_offline", "raised"),
-        ("ingest_down", "raised"),
+    states, events = run("", [(100 * S, off), (110 * S, silent), (140 * S, silent)])
+    assert [(e.type, e.state, e.ts_ns) for e in events] == [
+        ("device_offline", "raised", 100 * S),
+        ("ingest_down", "raised", 140 * S),
     ]
     assert states[InstanceKey("device_offline", "s1", "cam1")].state == RuleState.FIRING
 
