@@ -103,6 +103,8 @@ def test_ingest_token_may_only_write_raw_and_dashboard_writes_only_ops() -> None
     reads = {p["resource"]["id"] for p in dashboard if p["action"] == "read"}
     assert writes == ["o"]
     assert reads == {"r", "m", "h", "o"}
+    alerter = wanted_permissions("alerter", ids, BUCKETS, "org")
+    assert sorted(p["resource"]["id"] for p in alerter if p["action"] == "write") == ["o", "r"]
 
 
 def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
