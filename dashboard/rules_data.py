@@ -148,6 +148,26 @@ def log_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("time", ascending=False).head(LOG_LIMIT)
 
 
+def merge_notifications(history: pd.DataFrame, log: pd.DataFrame, alert_id: str) -> pd.DataFrame:
+    """An alert's history with every notification record of it (attempts and outcomes)."""
+    mine = log[log["alert_id"] == alert_id] if not log.empty else log
+    if mine.empty:
+        return history
+    rows = pd.DataFrame(
+        {
+            "time": mine["time"],
+            "what": [
+                f"notification {k} {st}" + (f" (attempt {a})" if a else "")
+                for k, st, a in zip(mine["kind"], mine["status"], mine["attempt"], strict=True)
+            ],
+            "by": mine["receiver"],
+            "note": [e or f"key {k}" for e, k in zip(mine["error"], mine["key"], strict=True)],
+        }
+    )
+    merged = pd.concat([history, rows], ignore_index=True)
+    return merged.sort_values("time", kind="stable").reset_index(drop=True)
+
+
 def with_maintenance(
     devices: pd.DataFrame, silences: Sequence[Silence], now_ns: int
 ) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dashboard.rules_data import evals_frame, log_frame, with_maintenance
+from dashboard.rules_data import evals_frame, log_frame, merge_notifications, with_maintenance
 from edgewatch.silences import new_silence
 
 S = 1_000_000_000
@@ -55,3 +55,39 @@ def test_log_newest_first() -> None:
         ]
     )
     assert list(frame["status"]) == ["sent", "pending"]
+
+
+def test_an_alerts_history_shows_each_notification_attempt() -> None:
+    history = pd.DataFrame(
+        [{"time": pd.Timestamp(0, unit="ns", tz="UTC"), "what": "raised", "by": "rule", "note": ""}]
+    )
+    log = log_frame(
+        [
+            {
+                "time_ns": 5,
+                "key": "k",
+                "status": "pending",
+                "kind": "raised",
+                "alert_id": "a",
+                "receiver": "default",
+            },
+            {
+                "time_ns": 6,
+                "key": "k",
+                "status": "failed",
+                "kind": "raised",
+                "alert_id": "a",
+                "receiver": "default",
+                "attempt": 1,
+                "error": "refused",
+            },
+            {"time_ns": 7, "key": "o", "status": "sent", "kind": "raised", "alert_id": "other"},
+        ]
+    )
+    merged = merge_notifications(history, log, "a")
+    assert list(merged["what"]) == [
+        "raised",
+        "notification raised pending",
+        "notification raised failed (attempt 1)",
+    ]
+    assert list(merged["note"])[-1] == "refused"
