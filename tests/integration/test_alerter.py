@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from dashboard.auth import UserStore
+from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
 from edgewatch.schema import alert_action_line
-from edgewatch.silences import SilenceEvent, new_silence, silence_line
 from stack.processes import MosquittoProcess
 from stack.testing import InfluxFixture
 from tests.conftest import SettingsFactory
@@ -26,6 +28,7 @@ from tests.integration.receivers import SmtpReceiver, WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EVAL_S = 1.0
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 S = 1_000_000_000
 
 
@@ -121,22 +124,41 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
     assert len(hook.processed) == len(hook.requests)
 
 
-def test_silence_records_but_does_not_notify(
+def create_silence_in_the_ui(
+    monkeypatch: pytest.MonkeyPatch, fx: InfluxFixture, users: Path, site: str
+) -> None:
+    """An operator signs in and creates a silence on the Rules page (Streamlit AppTest)."""
+    store = UserStore(users)
+    store.add("ann", "operator-password", "operator")
+    env = {
+        "INFLUXDB_V2_URL": fx.url,
+        "INFLUXDB_V2_ORG": fx.org,
+        "EDGEWATCH_DASHBOARD_TOKEN": fx.dashboard_token,
+        "INFLUXDB_V2_BUCKET": fx.bucket,
+        "EDGEWATCH_BUCKET_OPS": fx.bucket_ops,
+        "EDGEWATCH_USERS_FILE": str(users),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("EDGEWATCH_AUTH", raising=False)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[SESSION_USER_KEY] = "ann"
+    at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+    at.switch_page("app_pages/rules.py").run()
+    at.text_input(key="rules_site").set_value(site)
+    at.text_area(key="rules_reason").set_value("camera swap")
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+
+
+def test_a_silence_created_in_the_ui_records_but_does_not_notify(
     broker: MosquittoProcess,
     fresh_influxdb: InfluxFixture,
     make_settings: SettingsFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    now = time.time_ns()
-    silence = new_silence(
-        kind="silence",
-        created_by="ann",
-        reason="camera swap",
-        now_ns=now,
-        starts_ns=now - S,
-        ends_ns=now + 3600 * S,
-        site="quiet",
-    )
-    write_ops(fresh_influxdb, silence_line(SilenceEvent("create", now, silence)))
+    create_silence_in_the_ui(monkeypatch, fresh_influxdb, tmp_path / "users.json", "quiet")
     with WebhookReceiver() as hook:
         settings = make_settings(
             broker,
