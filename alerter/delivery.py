@@ -65,13 +65,24 @@ def receiver_urls(
     for name, text in sources.items():
         urls = tuple(u.strip() for u in text.split(",") if u.strip())
         for url in urls:
-            if not apprise.Apprise().add(url):
+            if not _accepted(url):
                 raise RuntimeError(
                     f"receiver {name!r}: {scheme_of(url)}:// URL is not one Apprise accepts "
                     "(see https://github.com/caronc/apprise/wiki)"
                 )
         result[name] = urls
     return result
+
+
+def _accepted(url: str) -> bool:
+    """Whether Apprise takes the URL; quietly, since its log line would show the URL (secrets)."""
+    apprise_log = logging.getLogger("apprise")
+    level = apprise_log.level
+    apprise_log.setLevel(logging.CRITICAL + 1)
+    try:
+        return bool(apprise.Apprise().add(url))
+    finally:
+        apprise_log.setLevel(level)
 
 
 def scheme_of(url: str) -> str:
