@@ -116,7 +116,7 @@ def parse_fleet(
     fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
     for row in status_rows:
         key = (str(row["site"]), str(row["device"]))
-        fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row["_value"])
+        fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row.get("_value"))
     seen = {(str(r["site"]), str(r["device"])): _ns(r["_time"]) for r in seen_rows}
     snapshots = []
     models: dict[tuple[str, str], str | None] = {}
@@ -249,13 +249,18 @@ class AlerterStore:
 
     def _query(self, name: str, params: Mapping[str, Any]) -> list[Row]:
         text = (QUERIES_DIR / f"{name}.flux").read_text(encoding="utf-8")
+        started = time.perf_counter()
         try:
             tables = self._client.query_api().query(
                 text, org=self._config.org, params={f"_{k}": v for k, v in params.items()}
             )
+            rows = [dict(record.values) for table in tables for record in table.records]
         except Exception as exc:
             raise StoreUnavailableError(f"query {name} failed: {exc}") from exc
-        return [dict(record.values) for table in tables for record in table.records]
+        logger.debug(
+            "query %s: %d rows in %.0f ms", name, len(rows), (time.perf_counter() - started) * 1000
+        )
+        return rows
 
     def _write(self, bucket: str, lines: Sequence[str]) -> None:
         if not lines:
@@ -298,10 +303,10 @@ class AlerterStore:
         )
         metrics: dict[tuple[str, str], dict[str, float]] = {}
         wanted = sorted({r.metric for r in config.rules if r.kind == "threshold"})
-        if wanted:
+        for metric in wanted:
             rows = self._query(
-                "metrics_last",
-                {"bucket": self._config.bucket, "start": now - METRIC_LOOKBACK, "metrics": wanted},
+                "metric_last",
+                {"bucket": self._config.bucket, "start": now - METRIC_LOOKBACK, "metric": metric},
             )
             for row in rows:
                 value = _float(row.get("_value"))

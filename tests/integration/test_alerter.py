@@ -50,6 +50,12 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
     rules.write_text(
         "routes: [{match: {severity: [critical, major]}, receivers: [default], "
         "repeat_interval: 3s}]\n"
+        # Two user rules on the devices' readings (minor: recorded, routed nowhere).
+        "rules:\n"
+        "  - {name: warm, metric: cpu_temp_c, threshold: 40, severity: minor,"
+        " match: {model: [yolo-*]}}\n"
+        "  - {name: steady, kind: rate, metric: cpu_temp_c, op: '<', threshold: 1,"
+        " window: 30s, severity: minor}\n"
     )
     with WebhookReceiver() as hook, SmtpReceiver() as mail:
         settings = make_settings(
@@ -80,7 +86,11 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
             )
             # Repeats until acknowledged.
             wait_until(lambda: any("still open" in t for t in hook.titles()), 60, "a repeat")
-            (event,) = [e for e in alert_events(fresh_influxdb, "plant") if e["state"] == "raised"]
+            (event,) = [
+                e
+                for e in alert_events(fresh_influxdb, "plant")
+                if e["state"] == "raised" and e["type"] == "device_offline"
+            ]
             assert event["source"] == "rule"
             # The alert's id as the notifications carry it (the fold's identity).
             alert_id = str(
@@ -118,6 +128,8 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
             )
             for cam in cams:
                 cam.stop()
+    raised = {(e["type"], e["device"]) for e in alert_events(fresh_influxdb, "plant")}
+    assert {("warm", "cam2"), ("steady", "cam2")} <= raised
     # Every attempt is on record with its outcome (the alert's history on the dashboard).
     log = notification_records(fresh_influxdb, "plant")
     assert {r["status"] for r in log} >= {"pending", "sent"}
