@@ -46,6 +46,9 @@ DEVICE_LOOKBACK = timedelta(days=30)
 METRIC_LOOKBACK = timedelta(minutes=15)
 NS_PER_SECOND = 1_000_000_000
 Row = dict[str, Any]
+# Alert events: a full read of the lookback every this many cycles, increments in between.
+FULL_REFRESH_CYCLES = 30
+LATE_MARGIN = timedelta(minutes=10)
 
 
 class StoreUnavailableError(RuntimeError):
@@ -143,21 +146,25 @@ def parse_fleet(
     return snapshots, models
 
 
-def parse_rates(rows: Iterable[Row]) -> dict[tuple[str, str], float]:
-    """(last - first) / seconds between them, per device, from the metric_window query."""
-    points: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for row in rows:
+def parse_rates(
+    first_rows: Iterable[Row], last_rows: Iterable[Row]
+) -> dict[tuple[str, str], float]:
+    """(last - first) / seconds between them, per device with two distinct points."""
+    firsts = {}
+    for row in first_rows:
         value = _float(row.get("_value"))
-        if value is None:
-            continue
-        key = (str(row["site"]), str(row["device"]))
-        points.setdefault(key, []).append((int(row["time_ns"]), value))
+        if value is not None:
+            firsts[(str(row["site"]), str(row["device"]))] = (_ns(row["_time"]), value)
     rates = {}
-    for key, pts in points.items():
-        pts.sort()
-        (t0, v0), (t1, v1) = pts[0], pts[-1]
+    for row in last_rows:
+        key = (str(row["site"]), str(row["device"]))
+        value = _float(row.get("_value"))
+        if value is None or key not in firsts:
+            continue
+        t0, v0 = firsts[key]
+        t1 = _ns(row["_time"])
         if t1 > t0:
-            rates[key] = (v1 - v0) / ((t1 - t0) / NS_PER_SECOND)
+            rates[key] = (value - v0) / ((t1 - t0) / NS_PER_SECOND)
     return rates
 
 
@@ -237,6 +244,10 @@ class AlerterStore:
         self._client = client
         self._config = config
         self._last_stamp_ns = 0
+        self._events: dict[tuple[str, str, str, int], StoredAlertEvent] = {}
+        self._actions: dict[tuple[str, str, str, int], AlertAction] = {}
+        self._last_read: datetime | None = None
+        self._reads_since_full = 0
 
     @property
     def config(self) -> StoreConfig:
@@ -317,15 +328,15 @@ class AlerterStore:
         for metric, window in sorted(
             {(r.metric, r.window_s) for r in config.rules if r.kind == "rate"}
         ):
-            rows = self._query(
-                "metric_window",
-                {
-                    "bucket": self._config.bucket,
-                    "start": now - timedelta(seconds=window),
-                    "metric": metric,
-                },
+            params = {
+                "bucket": self._config.bucket,
+                "start": now - timedelta(seconds=window),
+                "metric": metric,
+            }
+            rates_now = parse_rates(
+                self._query("metric_first", params), self._query("metric_last", params)
             )
-            for (site, device), rate in parse_rates(rows).items():
+            for (site, device), rate in rates_now.items():
                 rates[(site, device, metric, window)] = rate
         intervals = {(s.site, s.device): s.interval_s for s in snapshots}
         devices = tuple(
@@ -349,18 +360,38 @@ class AlerterStore:
         )
 
     def alert_records(self, now_ns: int) -> list[AlertRecord]:
+        """Every alert over the lookback, folded from events and actions.
+
+        The whole lookback is read on the first call and every FULL_REFRESH_CYCLES calls;
+        in between only what is newer than the last read minus LATE_MARGIN, merged by
+        identity (a point's series and time), since re-reading 30 days of events each cycle
+        costs more than everything else in it. A device's alert that arrives later than the
+        margin (a long store-and-forward replay) is folded in by the next full read.
+        """
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
-        params = {
-            "start": now - timedelta(days=self._config.lookback_days),
-            "stop": now + timedelta(minutes=10),
-        }
+        oldest = now - timedelta(days=self._config.lookback_days)
+        full = self._reads_since_full >= FULL_REFRESH_CYCLES or self._last_read is None
+        start = oldest if full or self._last_read is None else self._last_read - LATE_MARGIN
+        params = {"start": start, "stop": now + timedelta(minutes=10)}
         events = parse_alert_events(
             self._query("alert_events", {**params, "bucket": self._config.alert_bucket})
         )
         actions = parse_alert_actions(
             self._query("alert_actions", {**params, "bucket": self._config.bucket_ops})
         )
-        return fold_alerts(events, actions)
+        if full:
+            self._events, self._actions = {}, {}
+            self._reads_since_full = 0
+        self._reads_since_full += 1
+        self._last_read = now
+        for e in events:
+            self._events[(e.site, e.device, e.type, e.ts_ns)] = e
+        for a in actions:
+            self._actions[(a.alert_id, a.action, a.user, a.ts_ns)] = a
+        oldest_ns = int(oldest.timestamp()) * NS_PER_SECOND
+        self._events = {k: e for k, e in self._events.items() if e.ts_ns >= oldest_ns}
+        self._actions = {k: a for k, a in self._actions.items() if a.ts_ns >= oldest_ns}
+        return fold_alerts(self._events.values(), self._actions.values())
 
     def _ops_since(self, now_ns: int) -> dict[str, Any]:
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
