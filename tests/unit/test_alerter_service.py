@@ -28,15 +28,19 @@ class MemoryStore:
     states: dict[InstanceKey, InstanceState] = field(default_factory=dict)
     log: list[LogRecord] = field(default_factory=list)
     down: bool = False
+    slow: bool = False  # queries time out, the ping answers
     clock: list[int] = field(default_factory=lambda: [0])
 
     @property
     def config(self) -> Any:
         return type("C", (), {"url": "http://db"})()
 
+    def ping(self) -> bool:
+        return not self.down
+
     def _check(self) -> None:
-        if self.down:
-            raise StoreUnavailableError("down")
+        if self.down or self.slow:
+            raise StoreUnavailableError("down" if self.down else "read timed out")
 
     def rule_states(self, now_ns: int) -> dict[InstanceKey, InstanceState]:
         self._check()
@@ -158,3 +162,9 @@ def test_influxdb_down_is_notified_once_and_resolved() -> None:
     store.down = False
     alerter.cycle()
     assert any(k.endswith("resolved-0") for k in sender.calls)
+
+
+def test_a_slow_query_on_a_live_influxdb_pages_nobody() -> None:
+    store, sender, now = MemoryStore(offline_fleet(), slow=True), RecordingSender(), [10 * S]
+    make(store, sender, now).cycle()
+    assert sender.calls == []
