@@ -43,6 +43,7 @@ PAGES = {
     ),
     "device": ("/device?site=dt-munich&device=cam-2", "Device"),
     "ingest": ("/ingest", "Ingest health"),
+    "rules": ("/rules", "Rules"),
 }
 
 
