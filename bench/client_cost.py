@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgewatch.contract import decode_message
 from edgewatch.models import Rejected
 from edgewatch.schema import message_lines
+from shared.mqtt_client import new_mqtt_client
 from stack.processes import MosquittoProcess, free_port
 
 ROOT = "bench"
@@ -37,12 +37,7 @@ DRAIN_TIMEOUT_SECONDS = 300.0
 
 
 def _client(port: int, client_id: str, *, manual_ack: bool) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=manual_ack,
-    )
+    client = new_mqtt_client(client_id=client_id, manual_ack=manual_ack)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20000
@@ -51,9 +46,7 @@ def _client(port: int, client_id: str, *, manual_ack: bool) -> mqtt.Client:
 
 
 def _fill_backlog(port: int, count: int, payload: bytes) -> None:
-    publisher = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-cost-pub", protocol=mqtt.MQTTv5
-    )
+    publisher = new_mqtt_client(client_id="bench-cost-pub")
     publisher.max_inflight_messages_set(1000)
     publisher.connect("127.0.0.1", port)
     publisher.loop_start()

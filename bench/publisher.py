@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from bench.workload import (
     LATENCY_SITE,
@@ -30,6 +29,7 @@ from bench.workload import (
     reading,
     telemetry_topic,
 )
+from shared.mqtt_client import new_mqtt_client
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 ACK_TIMEOUT_SECONDS = 120.0
@@ -42,9 +42,7 @@ class Publisher:
     """QoS 1 publishing with at most `window` messages not yet acknowledged by the broker."""
 
     def __init__(self, *, host: str, port: int, client_id: str, max_inflight: int) -> None:
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv311
-        )
+        self._client = new_mqtt_client(client_id=client_id, protocol=MQTTProtocolVersion.MQTTv311)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish

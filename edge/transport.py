@@ -21,18 +21,18 @@ Touches: the broker.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.settings import Settings
+from shared.mqtt_client import new_mqtt_client
 
 RECONNECT_MIN_DELAY_SECONDS = 1
 RECONNECT_MAX_DELAY_SECONDS = 10
@@ -125,15 +125,9 @@ class PahoTransport:
         self._log = logger or logging.getLogger(__name__)
         self._infos: dict[int, mqtt.MQTTMessageInfo] = {}
         self._lock = threading.Lock()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+        client = new_mqtt_client(
+            client_id=config.client_id, username=username, password=password, tls_ca=tls_ca
         )
-        if username is not None:
-            client.username_pw_set(username, password)
-        if tls_ca is not None:
-            client.tls_set(ca_certs=tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if config.will_topic is not None:
             client.will_set(
                 config.will_topic, config.will_payload, qos=QOS_AT_LEAST_ONCE, retain=True

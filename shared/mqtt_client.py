@@ -1,0 +1,47 @@
+"""shared room: the one factory of paho-mqtt clients (Home Assistant's `MqttClientSetup`).
+
+Every paho `Client` of every room is built here, so TLS (with an explicit minimum version),
+credentials, the protocol version, the callback API and the client id are decided once.
+Callers set their own callbacks, will and flow control on the client they get. Touches: nothing
+until the caller connects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+TLS_MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the broker's listener says the same
+
+
+def tls_context(ca_file: str | Path) -> ssl.SSLContext:
+    """Verify the broker against `ca_file`, host name included; TLS 1.2 or newer."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    context.minimum_version = TLS_MINIMUM_VERSION
+    return context
+
+
+def new_mqtt_client(
+    *,
+    client_id: str,
+    username: str | None = None,
+    password: str | None = None,
+    tls_ca: str | Path | None = None,
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+    manual_ack: bool = False,
+) -> paho.Client:
+    """A paho client (callback API 2) with credentials and TLS set when given."""
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        manual_ack=manual_ack,
+    )
+    if username:
+        client.username_pw_set(username, password)
+    if tls_ca:
+        client.tls_set_context(tls_context(tls_ca))
+    return client
