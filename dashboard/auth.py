@@ -8,8 +8,8 @@ the login. Roles: `viewer` reads, `operator` also acts on alerts.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +17,22 @@ from typing import Literal, cast
 
 import bcrypt
 
+from shared.private_file import write_private_file
+
 Role = Literal["viewer", "operator"]
 ROLES: tuple[Role, ...] = ("viewer", "operator")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_PASSWORD_CHARS = 8
-SESSION_MAX_AGE_SECONDS = 8 * 3600
 # bcrypt only reads the first 72 bytes; longer passwords would silently collide.
 MAX_PASSWORD_BYTES = 72
-# Checked against when the user is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"edgewatch-no-such-user", bcrypt.gensalt(rounds=12))
+BCRYPT_ROUNDS = 12
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Checked against when the user is unknown, so a wrong name costs as long as a wrong
+    password. Made on first use, not at import: importing the store costs no hash."""
+    return bcrypt.hashpw(b"edgewatch-no-such-user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +74,7 @@ class UserStore:
         return data
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
+        write_private_file(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     def users(self) -> list[User]:
         return [User(name, cast(Role, e["role"])) for name, e in sorted(self._load().items())]
@@ -91,7 +95,7 @@ class UserStore:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
             raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes")
         data = self._load()
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode()
         data[name] = {"role": role, "hash": hashed}
         self._save(data)
         return User(name, role)
@@ -112,7 +116,7 @@ class UserStore:
         entry = self._load().get(name)
         candidate = password.encode()[:MAX_PASSWORD_BYTES]
         if entry is None:
-            bcrypt.checkpw(candidate, _DUMMY_HASH)
+            bcrypt.checkpw(candidate, _dummy_hash())
             return None
         if not bcrypt.checkpw(candidate, entry["hash"].encode()):
             return None

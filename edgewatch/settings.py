@@ -7,6 +7,7 @@ Secrets come from the environment only; nothing here has a secret default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -105,3 +106,22 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (tests, CLI flags) on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: its alias, the one place a name is spelled."""
+    alias = Settings.model_fields[field].alias
+    if alias is None:  # pragma: no cover - every field has one (see the class docstring)
+        raise KeyError(field)
+    return alias
+
+
+def settings_env(**values: object) -> dict[str, str]:
+    """Environment variables for the given settings (by field name), as a child reads them."""
+    return {env_name(field): str(value) for field, value in values.items()}
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less every variable that is a setting: a child gets only what it is given."""
+    names = {env_name(field) for field in Settings.model_fields}
+    return {key: value for key, value in environ.items() if key not in names}

@@ -15,13 +15,19 @@ keeps the CA, the accounts and the tokens.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from edgewatch.settings import Settings
+from shared.private_file import write_private_file
 from stack.bootstrap import bootstrap
-from stack.cli import StackPaths, account_store, bucket_names, dotenv_lines, ensure_mqtt_security
+from stack.local_stack import (
+    StackPaths,
+    account_store,
+    bucket_names,
+    dotenv_lines,
+    ensure_mqtt_security,
+    save_service_passwords,
+)
 from stack.security import MqttAccount, create_certificates
 
 HEALTH_ACCOUNT = "health"
@@ -29,13 +35,7 @@ SERVICE_CA_PATH = "/run/edgewatch/ca.crt"
 
 
 def _write(path: Path, text: str, *, uid: int | None, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(mode)
-    if uid is not None:
-        os.chown(path, uid, uid)
+    write_private_file(path, text, mode=mode, owner_uid=uid)
 
 
 def _copy(source: Path, target: Path, *, uid: int | None, mode: int) -> None:
@@ -56,7 +56,7 @@ def compose_init(
     store = account_store(settings, paths)
     if HEALTH_ACCOUNT not in passwords:
         passwords[HEALTH_ACCOUNT] = store.add(MqttAccount(HEALTH_ACCOUNT, "monitor"))
-        _write(paths.service_passwords, json.dumps(passwords, indent=2), uid=None)
+        save_service_passwords(paths, passwords)
     creds = bootstrap(
         url=settings.influxdb_url,
         org=settings.influxdb_org,
@@ -80,6 +80,6 @@ def compose_init(
             ca_path=Path(SERVICE_CA_PATH) if service != "dashboard" else None,
         )
         _write(root / service / "env", "\n".join(lines) + "\n", uid=service_uid)
-        _copy(paths.pki_dir / "ca.crt", root / service / "ca.crt", uid=service_uid, mode=0o644)
+        _copy(paths.ca_cert, root / service / "ca.crt", uid=service_uid, mode=0o644)
     # The admin token stays in credentials.json, which no other service mounts.
     return root

@@ -20,7 +20,6 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgewatch.contract import is_valid_name
+from shared.private_file import write_private_file
 
 # Mosquitto 2's own password hash: PBKDF2-SHA512, written as $7$<iterations>$<salt>$<hash>.
 MOSQUITTO_HASH_ITERATIONS = 101
@@ -128,13 +128,6 @@ def secure_listener_conf(
 # ---------------------------------------------------------------------------- certificates
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -196,8 +189,8 @@ def create_certificates(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(cert_dir / "ca.key", _key_pem(ca_key))
-    _write_private(cert_dir / "server.key", _key_pem(server_key))
+    write_private_file(cert_dir / "ca.key", _key_pem(ca_key))
+    write_private_file(cert_dir / "server.key", _key_pem(server_key))
     (cert_dir / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (cert_dir / "server.crt").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
 
@@ -253,11 +246,11 @@ class AccountStore:
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_private(self.registry, json.dumps(data, indent=2, sort_keys=True).encode())
+        write_private_file(self.registry, json.dumps(data, indent=2, sort_keys=True).encode())
         passwd = "".join(f"{name}:{entry['hash']}\n" for name, entry in sorted(data.items()))
-        _write_private(self.password_file, passwd.encode())
+        write_private_file(self.password_file, passwd.encode())
         accounts = [
             MqttAccount(name, entry["role"], entry.get("scope", ""))  # type: ignore[arg-type]
             for name, entry in sorted(data.items())
         ]
-        _write_private(self.acl_file, acl_text(self.root, accounts).encode())
+        write_private_file(self.acl_file, acl_text(self.root, accounts).encode())

@@ -22,13 +22,13 @@ from stack.bootstrap import (
     wanted_permissions,
     write_credentials_file,
 )
-from stack.cli import dotenv_lines, influxdb_port
 from stack.influxd import (
     BuildError,
     first_rustup_toolchain,
     last_meaningful_line,
     parse_go_mod_require,
 )
+from stack.local_stack import dotenv_lines, influxdb_port
 from stack.processes import (
     check_port_free,
     free_port,
