@@ -179,7 +179,7 @@ def parse_json(payload: bytes) -> dict[str, Any]:
     return value
 
 
-def _json_type(value: object) -> str:
+def _json_type(value: object) -> str:  # noqa: PLR0911 - one return per JSON type
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -239,7 +239,7 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def parse_timestamp(value: object, path: str, received_ns: int) -> int:
+def parse_timestamp(value: object, path: str, received_ns: int) -> int:  # noqa: C901, PLR0912
     """`ts` as RFC 3339 text or Unix epoch seconds, to integer nanoseconds."""
     if isinstance(value, str):
         match = _RFC3339.fullmatch(value)
@@ -296,7 +296,7 @@ def _timestamp(body: Mapping[str, Any], path: str, received_ns: int) -> tuple[in
     return parse_timestamp(body["ts"], f"{path}ts", received_ns), True
 
 
-def parse_reading(body: object, path: str, received_ns: int) -> Reading:
+def parse_reading(body: object, path: str, received_ns: int) -> Reading:  # noqa: C901
     """One telemetry reading; `path` prefixes error locations (`batch[3].`)."""
     if not isinstance(body, dict):
         raise _schema(path.rstrip(".") or "payload", f"must be an object, not {_json_type(body)}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal
 
 MetricValue = float | bool
@@ -17,20 +16,6 @@ SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning", "info")
 """Most severe first; the order is used for sorting and roll-ups."""
 
 MessageKind = Literal["telemetry", "alert", "status"]
-
-
-class Severity(StrEnum):
-    CRITICAL = "critical"
-    MAJOR = "major"
-    MINOR = "minor"
-    WARNING = "warning"
-    INFO = "info"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
-    site: str
-    device: str
 
 
 @dataclass(frozen=True, slots=True)

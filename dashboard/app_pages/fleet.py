@@ -16,7 +16,7 @@ st.title("Fleet overview")
 # Health moves on its own (a device goes STALE by staying silent), so the overview refreshes
 # itself at the data cache's pace, without reloading the page.
 @st.fragment(run_every=settings.dashboard_refresh_seconds)
-def overview() -> None:
+def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
     view = ui.load_or_stop(data.load_fleet, connection)
     now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
     ui.ingest_banner(view)
