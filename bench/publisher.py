@@ -96,6 +96,19 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] publisher: {message}", file=sys.stderr, flush=True)
 
 
+def _wait_for_acks(pub: Publisher, *, first: float, probes: int) -> dict[str, float | int]:
+    """Wait until the broker acknowledged every message; the run's wall-clock marks."""
+    last = time.time()
+    pub.wait_all_acked()
+    return {
+        "published": pub.published,
+        "first_publish": first,
+        "last_publish": last,
+        "all_acked": time.time(),
+        "probes": probes,
+    }
+
+
 def publish_file(pub: Publisher, path: Path) -> dict[str, float | int]:
     messages = read_messages(path)
     total = len(messages)
@@ -107,15 +120,7 @@ def publish_file(pub: Publisher, path: Path) -> dict[str, float | int]:
             rate = pub.published / (time.time() - first)
             _progress(f"published {pub.published}/{total} ({rate:,.0f} msg/s)")
             next_report += PROGRESS_INTERVAL_SECONDS
-    last = time.time()
-    pub.wait_all_acked()
-    return {
-        "published": pub.published,
-        "first_publish": first,
-        "last_publish": last,
-        "all_acked": time.time(),
-        "probes": 0,
-    }
+    return _wait_for_acks(pub, first=first, probes=0)
 
 
 def rate_stream(*, root: str, devices: int, rate: float) -> Iterator[tuple[str, bool]]:
@@ -153,15 +158,7 @@ def publish_rate(
             _progress(f"published {pub.published}/{total} at {rate:,.0f} msg/s")
             next_report += PROGRESS_INTERVAL_SECONDS
         time.sleep(0.002)
-    last = time.time()
-    pub.wait_all_acked()
-    return {
-        "published": pub.published,
-        "first_publish": first,
-        "last_publish": last,
-        "all_acked": time.time(),
-        "probes": probes,
-    }
+    return _wait_for_acks(pub, first=first, probes=probes)
 
 
 def main(argv: list[str] | None = None) -> int:

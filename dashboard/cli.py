@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dashboard.auth import ROLES, UserStore
+from edgewatch.cli import add_command_group
 from edgewatch.settings import load_settings
 
 APP_PATH = Path(__file__).resolve().parent / "streamlit_app.py"
@@ -92,20 +93,14 @@ def _users_list(args: argparse.Namespace) -> int:
 
 def register_users(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `edgewatch users add|remove|list`: the dashboard's local accounts."""
-    parser = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "users",
         help="dashboard accounts (local login): add, remove, list",
         description="Local dashboard accounts with bcrypt-hashed passwords, kept in "
         "EDGEWATCH_USERS_FILE (default: <state dir>/users.json). Roles: viewer reads; "
         "operator also acknowledges, snoozes, resolves and comments.",
     )
-
-    def usage(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    parser.set_defaults(func=usage)
-    actions = parser.add_subparsers(title="actions", metavar="ACTION")
     add = actions.add_parser("add", help="create a user, or replace their password and role")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")

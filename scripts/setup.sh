@@ -55,3 +55,10 @@ ensure_influxd() {
     # Builds influxd once (15-30 min on 2 cores, with progress lines); a no-op when cached.
     .venv/bin/edgewatch --log-level WARNING stack build-influxd
 }
+
+ensure_all() {
+    # What scripts/run.sh and scripts/test.sh need before anything runs.
+    ensure_apt_packages
+    ensure_venv
+    ensure_influxd
+}

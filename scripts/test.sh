@@ -6,10 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
-
-ensure_apt_packages
-ensure_venv
-ensure_influxd
+ensure_all
 
 echo "== ruff check" >&2
 .venv/bin/ruff check .

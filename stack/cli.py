@@ -7,10 +7,9 @@ secrets `stack/compose_init.py`, the demo `stack/demo.py`. Touches what those to
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
 from typing import TypeAlias
 
+from edgewatch.cli import add_command_group
 from edgewatch.settings import load_settings
 from stack.bootstrap import load_credentials
 from stack.influxd import ensure_influxd
@@ -179,19 +178,13 @@ def register_demo(subparsers: SubParsers) -> None:
 
 def register_stack(subparsers: SubParsers) -> None:
     """Add `edgewatch stack up|down|status|env|accounts|bootstrap|compose-init|build-influxd`."""
-    parser = subparsers.add_parser(
+    actions = add_command_group(
+        subparsers,
         "stack",
         help="run Mosquitto and InfluxDB locally (loopback), bootstrapped for edgewatch",
         description="The local stack. Data, logs, pids and credentials live in "
         "EDGEWATCH_STATE_DIR; ports come from MQTT_PORT and INFLUXDB_V2_URL.",
     )
-
-    def usage(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    parser.set_defaults(func=usage)
-    actions = parser.add_subparsers(title="actions", metavar="ACTION")
     actions.add_parser(
         "up", help="start Mosquitto and influxd, bootstrap InfluxDB (idempotent)"
     ).set_defaults(func=cmd_up)
@@ -215,7 +208,7 @@ def register_stack(subparsers: SubParsers) -> None:
         "--tls", action="store_true", help="connect over TLS: adds MQTT_TLS_CA (the device CA)"
     )
     env.set_defaults(func=cmd_env)
-    _register_accounts(actions, usage)
+    _register_accounts(actions)
     actions.add_parser(
         "bootstrap",
         help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "
@@ -235,12 +228,13 @@ def register_stack(subparsers: SubParsers) -> None:
     ).set_defaults(func=cmd_build_influxd)
 
 
-def _register_accounts(actions: SubParsers, usage: Callable[[argparse.Namespace], int]) -> None:
-    accounts = actions.add_parser(
-        "accounts", help="MQTT accounts: one per device or site gateway, with ACLs"
+def _register_accounts(actions: SubParsers) -> None:
+    account_actions = add_command_group(
+        actions,
+        "accounts",
+        help="MQTT accounts: one per device or site gateway, with ACLs",
+        description="MQTT accounts: one per device or site gateway, each with an ACL.",
     )
-    accounts.set_defaults(func=usage)
-    account_actions = accounts.add_subparsers(title="actions", metavar="ACTION")
     add = account_actions.add_parser(
         "add",
         help="create a device account (SITE DEVICE) or a site gateway account (SITE); "
