@@ -126,6 +126,23 @@ def _wait_for_foreign_build(target: Path, progress: Progress) -> None:
         time.sleep(FOREIGN_BUILD_POLL_SECONDS)
 
 
+def _install_pkg_config(work: Path, bin_dir: Path, log: Path) -> None:
+    """influxdata's pkg-config wrapper, at the version influxd's go.mod asks for: it builds
+    Flux's Rust library when cgo asks for it."""
+    pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
+    result = subprocess.run(
+        ["go", "install", f"{PKG_CONFIG_MODULE}@{pkg_config_version}"],
+        env=dict(os.environ, GOBIN=str(bin_dir)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with log.open("a") as f:
+        f.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
+
+
 def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     """Build influxd `version` from its Go module into the cache. Takes 15-30 min on 2 cores."""
     final = influxd_path(cache_dir, version)
@@ -152,21 +169,8 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     commit = origin_commit(module_info(INFLUXDB_MODULE, version, log=log, error=BuildError))
     built_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
     bin_dir = cache_dir / "bin"
-    env = dict(os.environ, GOBIN=str(bin_dir))
-    result = subprocess.run(
-        ["go", "install", f"{PKG_CONFIG_MODULE}@{pkg_config_version}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    with log.open("a") as f:
-        f.write(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
-
+    _install_pkg_config(work, bin_dir, log)
     toolchain = first_rustup_toolchain(
         run_logged(["rustup", "toolchain", "list"], log=log, error=BuildError)
     )
