@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -145,3 +145,40 @@ def build_with_progress(
             proc.wait()
             raise
     return proc.returncode
+
+
+def go_build_binary(
+    package: str,
+    *,
+    work: Path,
+    final: Path,
+    build_args: Sequence[str],
+    log: Path,
+    what: str,
+    progress: Progress,
+    env: Mapping[str, str] | None = None,
+    interval_seconds: float = PROGRESS_INTERVAL_SECONDS,
+    error: type[RuntimeError] = GoBuildError,
+    advice: str = "",
+) -> Path:
+    """`go build` `package` in `work` to a temp file renamed over `final` once it is whole:
+    a cached binary is complete or absent. A failure names the log's last meaningful line."""
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    cmd = ["go", "build", *build_args, "-o", str(tmp), package]
+    rc = build_with_progress(
+        cmd,
+        cwd=work,
+        env=env,
+        log=log,
+        what=what,
+        progress=progress,
+        interval_seconds=interval_seconds,
+    )
+    if rc != 0 or not tmp.exists():
+        raise error(
+            f"{what} failed (exit {rc}): {last_meaningful_line(log_tail(log))}. "
+            f"Full log: {log}.{advice}"
+        )
+    tmp.rename(final)
+    return final

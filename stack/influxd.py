@@ -18,10 +18,9 @@ from pathlib import Path
 
 from stack.gobuild import (
     Progress,
-    build_with_progress,
     file_lock,
+    go_build_binary,
     last_meaningful_line,
-    log_tail,
     module_info,
     origin_commit,
     run_logged,
@@ -146,7 +145,6 @@ def _install_pkg_config(work: Path, bin_dir: Path, log: Path) -> None:
 def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     """Build influxd `version` from its Go module into the cache. Takes 15-30 min on 2 cores."""
     final = influxd_path(cache_dir, version)
-    tmp = final.with_name(final.name + ".tmp")
     log = build_log_path(cache_dir, version)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -167,7 +165,7 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
         error=BuildError,
     )
     commit = origin_commit(module_info(INFLUXDB_MODULE, version, log=log, error=BuildError))
-    built_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     bin_dir = cache_dir / "bin"
     _install_pkg_config(work, bin_dir, log)
@@ -177,38 +175,29 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     # Flux's rust-toolchain.toml pins a Rust release that cannot be downloaded here; the
     # environment variable overrides the pin with a toolchain that is installed.
     build_env = dict(os.environ, PKG_CONFIG=str(bin_dir / "pkg-config"), RUSTUP_TOOLCHAIN=toolchain)
-    tmp.unlink(missing_ok=True)
-    cmd = [
-        "go",
-        "build",
-        "-v",
-        "-tags",
-        BUILD_TAGS,
-        "-ldflags",
-        stamp_ldflags(version, commit, built_at),
-        "-o",
-        str(tmp),
-        "./cmd/influxd",
-    ]
     with log.open("a") as f:
         f.write(f"RUSTUP_TOOLCHAIN={toolchain}\n")
-    rc = build_with_progress(
-        cmd,
-        cwd=work,
+    go_build_binary(
+        "./cmd/influxd",
+        work=work,
+        final=final,
+        build_args=[
+            "-v",
+            "-tags",
+            BUILD_TAGS,
+            "-ldflags",
+            stamp_ldflags(version, commit, date),
+        ],
         env=build_env,
         log=log,
-        what="building influxd",
+        what=f"building influxd {version}",
         progress=progress,
         interval_seconds=PROGRESS_INTERVAL_SECONDS,
+        error=BuildError,
+        advice=" Fix the cause shown there (missing C compiler, Rust toolchain or disk space "
+        "are the usual ones), then run `edgewatch stack build-influxd` again; finished "
+        "packages are cached by Go.",
     )
-    if rc != 0 or not tmp.exists():
-        raise BuildError(
-            f"building influxd {version} failed (exit {rc}): "
-            f"{last_meaningful_line(log_tail(log))}. Full log: {log}. Fix the cause shown there "
-            "(missing C compiler, Rust toolchain or disk space are the usual ones), then run "
-            "`edgewatch stack build-influxd` again; finished packages are cached by Go."
-        )
-    tmp.rename(final)
     progress(f"influxd {version} built: {final}")
     return final
 
