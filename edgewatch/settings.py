@@ -55,9 +55,11 @@ class Settings(BaseSettings):
     influxdb_bucket_1m: str = Field("edgewatch_1m", alias="EDGEWATCH_BUCKET_1M")
     influxdb_bucket_1h: str = Field("edgewatch_1h", alias="EDGEWATCH_BUCKET_1H")
     influxdb_bucket_ops: str = Field("edgewatch_ops", alias="EDGEWATCH_BUCKET_OPS")
+    # Infinite retention: device inventory and last-seen, alert events (docs/architecture.md).
+    influxdb_bucket_state: str = Field("edgewatch_state", alias="EDGEWATCH_BUCKET_STATE")
     influxdb_timeout_seconds: float = Field(10.0, alias="INFLUXDB_V2_TIMEOUT_SECONDS")
     # Least-privilege tokens made by `edgewatch stack up` (see stack/bootstrap.py): the ingest
-    # may only write the raw bucket, the dashboard reads all buckets and writes only ops.
+    # writes only the raw and state buckets, the dashboard reads all buckets and writes only ops.
     ingest_token: SecretStr | None = Field(None, alias="EDGEWATCH_INGEST_TOKEN")
     dashboard_token: SecretStr | None = Field(None, alias="EDGEWATCH_DASHBOARD_TOKEN")
 

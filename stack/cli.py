@@ -141,6 +141,7 @@ def dotenv_lines(
         "EDGEWATCH_BUCKET_1M": settings.influxdb_bucket_1m,
         "EDGEWATCH_BUCKET_1H": settings.influxdb_bucket_1h,
         "EDGEWATCH_BUCKET_OPS": settings.influxdb_bucket_ops,
+        "EDGEWATCH_BUCKET_STATE": settings.influxdb_bucket_state,
     }
     if ca_path is not None:
         values["MQTT_TLS_CA"] = str(ca_path)
@@ -195,6 +196,7 @@ def bucket_names(settings: Settings) -> BucketNames:
         m1=settings.influxdb_bucket_1m,
         h1=settings.influxdb_bucket_1h,
         ops=settings.influxdb_bucket_ops,
+        state=settings.influxdb_bucket_state,
     )
 
 

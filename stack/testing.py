@@ -25,7 +25,11 @@ logger = logging.getLogger(__name__)
 
 TEST_ORG = "edgewatch"
 TEST_BUCKETS = BucketNames(
-    raw="edgewatch", m1="edgewatch_1m", h1="edgewatch_1h", ops="edgewatch_ops"
+    raw="edgewatch",
+    m1="edgewatch_1m",
+    h1="edgewatch_1h",
+    ops="edgewatch_ops",
+    state="edgewatch_state",
 )
 
 
@@ -45,11 +49,16 @@ class InfluxFixture:
     process: InfluxdProcess
     org_id: str = ""
     credentials_path: Path = Path()
+    bucket_state: str = TEST_BUCKETS.state
 
     @property
     def buckets(self) -> BucketNames:
         return BucketNames(
-            raw=self.bucket, m1=self.bucket_1m, h1=self.bucket_1h, ops=self.bucket_ops
+            raw=self.bucket,
+            m1=self.bucket_1m,
+            h1=self.bucket_1h,
+            ops=self.bucket_ops,
+            state=self.bucket_state,
         )
 
 
@@ -142,6 +151,7 @@ def settings_for(
             influxdb_bucket_1m=influxdb.bucket_1m,
             influxdb_bucket_1h=influxdb.bucket_1h,
             influxdb_bucket_ops=influxdb.bucket_ops,
+            influxdb_bucket_state=influxdb.bucket_state,
         )
     values.update(overrides)
     return load_settings(**values)
