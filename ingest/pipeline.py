@@ -92,13 +92,16 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
 def heard_ns(decoded: DeviceMessage, message: InboundMessage) -> int:
     """When the device was heard: the receipt time, except for a retained message.
 
-    A retained status is the broker's copy, sent again on every subscription (an ingest
+    A retained message (a status, typically) is the broker's copy, sent again on every subscription (an ingest
     restart): its receipt time says nothing about when the device sent it, and taken as a
     sign of life it would make a long-silent device look ONLINE after each restart. Its own
     time (at most the receipt time) is then the best we know.
     """
     if message.retained:
-        own_ns = decoded.ts_ns if not isinstance(decoded, Telemetry) else message.received_ns
+        if isinstance(decoded, Telemetry):
+            own_ns = max(reading.ts_ns for reading in decoded.readings)
+        else:
+            own_ns = decoded.ts_ns
         return min(message.received_ns, own_ns)
     return message.received_ns
 

@@ -264,7 +264,9 @@ def test_an_operator_retires_a_gone_device_and_can_reinstate_it(
     shown = device_table(at).set_index("device")
     assert bool(shown.loc["cam-gone", "retired"]) and shown.loc["cam-gone", "state"] == "OFFLINE"
 
-    at.switch_page("app_pages/device.py").run()
+    at.switch_page("app_pages/device.py")
+    at.query_params.update(site=SITE, device="cam-gone")
+    at.run()
     at.button(key="device_retire").click().run()  # now "Reinstate"
     assert any("Reinstated" in s.value for s in at.success)
     at.switch_page("app_pages/fleet.py").run()
