@@ -337,3 +337,54 @@ def test_the_ingest_keeps_state_by_its_own_clock(
     (mine,) = [h for h in view.health if h.site == site]
     assert mine.state == "ONLINE", mine.reason
     assert view.info[(site, "cam")].model == "m1"
+
+
+def test_a_backlog_drained_late_keeps_the_will_before_the_readings_after_it(
+    broker: MosquittoProcess, influxdb: InfluxFixture, make_settings: SettingsFactory
+) -> None:
+    """Readings, will, birth, readings held by the broker while the ingest is down: the will
+    is stamped when drained, after the device times of the readings that followed it; the
+    device must still be ONLINE."""
+    settings = make_settings(broker, influxdb, ingest_stats_interval_seconds=1.0)
+    root = settings.mqtt_topic_root
+    site = f"s-{root}"
+    with ThreadedIngest(settings):
+        pass  # the ingest's persistent session now exists: the broker keeps what follows
+    with Publisher(broker.host, broker.port, f"pub-{root}") as pub:
+
+        def send(kind: str, body: dict[str, object]) -> None:
+            pub.publish(f"{root}/{site}/cam/{kind}", json.dumps(body).encode())
+
+        now_s = time.time()
+        send("telemetry", {"ts": now_s - 4, "metrics": {"v": 1.0}})
+        send("status", {"state": "offline", "reason": "lwt"})
+        send("status", {"state": "online", "ts": now_s - 3, "interval_s": 30, "model": "m2"})
+        send("telemetry", {"ts": now_s - 2, "metrics": {"v": 2.0}})
+        send("telemetry", {"ts": now_s - 1, "metrics": {"v": 3.0}})
+        pub.wait_all()
+    with ThreadedIngest(settings):
+
+        def drained() -> bool:
+            rows = query(
+                influxdb,
+                "from(bucket: b) |> range(start: -1h)"
+                ' |> filter(fn: (r) => r.site == s and r._measurement == "telemetry")',
+                b=influxdb.bucket,
+                s=site,
+            )
+            statuses = query(
+                influxdb,
+                "from(bucket: b) |> range(start: -1h)"
+                ' |> filter(fn: (r) => r.site == s and r._measurement == "device_status")'
+                ' |> filter(fn: (r) => r._field == "state")',
+                b=influxdb.bucket_state,
+                s=site,
+            )
+            return len(rows) == 3 and len(statuses) == 2
+
+        wait_until(drained, 60, "the backlog to be stored")
+        connection = data.Connection.from_settings(settings)
+        with InfluxDBClient(url=influxdb.url, token=influxdb.admin_token, org=influxdb.org) as c:
+            view = data.FleetStore(client=c, connection=connection).fleet(time.time_ns())
+    (mine,) = [h for h in view.health if h.site == site]
+    assert mine.state == "ONLINE", mine.reason
