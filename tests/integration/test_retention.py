@@ -26,6 +26,7 @@ from dashboard.auth import UserStore
 from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import TimeRange
 from edgewatch.alerts import alert_id
+from edgewatch.health import DeviceHealth, HealthState
 from edgewatch.models import AlertEvent, DeviceMessage, Reading, StatusEvent, Telemetry
 from edgewatch.schema import (
     alert_action_line,
@@ -89,6 +90,22 @@ def device_table(at: AppTest) -> pd.DataFrame:
         if {"device", "state", "reason"} <= set(frame.value.columns):
             return frame.value
     raise AssertionError("no device table")
+
+
+def health_of(settings: Settings, influxdb: InfluxFixture, site: str) -> DeviceHealth:
+    """The one device of `site` as the fleet overview sees it, once the ingest's heartbeat
+    (its first self-metrics report) is stored."""
+    connection = data.Connection.from_settings(settings)
+    found: list[DeviceHealth] = []
+
+    def reported() -> bool:
+        with InfluxDBClient(url=influxdb.url, token=influxdb.admin_token, org=influxdb.org) as c:
+            view = data.FleetStore(client=c, connection=connection).fleet(time.time_ns())
+        found[:] = [h for h in view.health if h.site == site]
+        return len(found) == 1 and found[0].state != HealthState.UNKNOWN
+
+    wait_until(reported, 30, "the ingest's heartbeat")
+    return found[0]
 
 
 def seed_old_fleet(db: DashboardDB, now: int) -> OldFleet:
@@ -328,15 +345,12 @@ def test_the_ingest_keeps_state_by_its_own_clock(
 
         wait_until(settled, 60, "3 statuses and the alert in the state bucket")
         rows = state_rows()
-        connection = data.Connection.from_settings(settings)
-        with InfluxDBClient(url=influxdb.url, token=influxdb.admin_token, org=influxdb.org) as c:
-            view = data.FleetStore(client=c, connection=connection).fleet(time.time_ns())
+        mine = health_of(settings, influxdb, site)
     assert {r["_measurement"] for r in rows} == {"device_status", "device_last_seen", "alert_event"}
     alert_received = [r["_value"] for r in rows if r["_field"] == "received_ns"]
     assert alert_received and all(isinstance(v, int) for v in alert_received)
-    (mine,) = [h for h in view.health if h.site == site]
     assert mine.state == "ONLINE", mine.reason
-    assert view.info[(site, "cam")].model == "m1"
+    assert {r["_value"] for r in rows if r["_field"] == "model"} == {"m1"}
 
 
 def test_a_backlog_drained_late_keeps_the_will_before_the_readings_after_it(
@@ -383,8 +397,5 @@ def test_a_backlog_drained_late_keeps_the_will_before_the_readings_after_it(
             return len(rows) == 3 and len(statuses) == 2
 
         wait_until(drained, 60, "the backlog to be stored")
-        connection = data.Connection.from_settings(settings)
-        with InfluxDBClient(url=influxdb.url, token=influxdb.admin_token, org=influxdb.org) as c:
-            view = data.FleetStore(client=c, connection=connection).fleet(time.time_ns())
-    (mine,) = [h for h in view.health if h.site == site]
+        mine = health_of(settings, influxdb, site)
     assert mine.state == "ONLINE", mine.reason
