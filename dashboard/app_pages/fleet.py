@@ -25,10 +25,9 @@ def overview() -> None:
     ui.ingest_banner(view)
 
     every_device = data.fleet_frame(view)
-    retired_count = int(every_device["retired"].sum()) if not every_device.empty else 0
+    retired = every_device["retired"].astype(bool)
     show_retired = st.session_state.get("fleet_show_retired", False)
-    devices = every_device if show_retired else every_device[~every_device["retired"]]
-    devices = devices.reset_index(drop=True)
+    devices = every_device if show_retired else every_device[~retired].reset_index(drop=True)
     sites = data.site_frame(devices)
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     open_alerts = pd.DataFrame()
@@ -98,7 +97,7 @@ def overview() -> None:
 
     st.subheader("Devices")
     st.toggle(
-        f"Show retired devices ({retired_count})",
+        f"Show retired devices ({int(retired.sum())})",
         key="fleet_show_retired",
         help="Devices an operator retired on their Device page and that have not reported since.",
     )
