@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
     dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")
     dashboard_user: str = Field("operator", alias="EDGEWATCH_USER")
+    # Closed alerts older than this are not listed; open ones always are.
     alert_lookback_days: int = Field(30, alias="EDGEWATCH_ALERT_LOOKBACK_DAYS")
     auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
