@@ -92,10 +92,11 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
 def heard_ns(decoded: DeviceMessage, message: InboundMessage) -> int:
     """When the device was heard: the receipt time, except for a retained message.
 
-    A retained message (a status, typically) is the broker's copy, sent again on every subscription (an ingest
-    restart): its receipt time says nothing about when the device sent it, and taken as a
-    sign of life it would make a long-silent device look ONLINE after each restart. Its own
-    time (at most the receipt time) is then the best we know.
+    A retained message (a status, typically) is the broker's copy, sent again whenever the
+    ingest's subscription is new (first start, a replica added, a session that expired): its
+    receipt time says nothing about when the device sent it, and taken as a sign of life it
+    would make a long-silent device look ONLINE. Its own time, never later than the receipt,
+    is then the best we know.
     """
     if message.retained:
         if isinstance(decoded, Telemetry):
