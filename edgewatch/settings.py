@@ -56,9 +56,11 @@ class Settings(BaseSettings):
     influxdb_bucket_1m: str = Field("edgewatch_1m", alias="EDGEWATCH_BUCKET_1M")
     influxdb_bucket_1h: str = Field("edgewatch_1h", alias="EDGEWATCH_BUCKET_1H")
     influxdb_bucket_ops: str = Field("edgewatch_ops", alias="EDGEWATCH_BUCKET_OPS")
+    # Infinite retention: device inventory and last-seen, alert events (docs/architecture.md).
+    influxdb_bucket_state: str = Field("edgewatch_state", alias="EDGEWATCH_BUCKET_STATE")
     influxdb_timeout_seconds: float = Field(10.0, alias="INFLUXDB_V2_TIMEOUT_SECONDS")
     # Least-privilege tokens made by `edgewatch stack up` (see stack/bootstrap.py): the ingest
-    # may only write the raw bucket, the dashboard reads all buckets and writes only ops.
+    # writes only the raw and state buckets, the dashboard reads all buckets and writes only ops.
     ingest_token: SecretStr | None = Field(None, alias="EDGEWATCH_INGEST_TOKEN")
     dashboard_token: SecretStr | None = Field(None, alias="EDGEWATCH_DASHBOARD_TOKEN")
 
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
     dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")
     dashboard_user: str = Field("operator", alias="EDGEWATCH_USER")
+    # Closed alerts older than this are not listed; open ones always are.
     alert_lookback_days: int = Field(30, alias="EDGEWATCH_ALERT_LOOKBACK_DAYS")
     auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")

@@ -1,6 +1,6 @@
 """stack room: idempotent InfluxDB setup through its HTTP API.
 
-Creates the org, the four buckets of docs/architecture.md, the two rollup tasks (Flux kept in
+Creates the org, the five buckets of docs/architecture.md, the two rollup tasks (Flux kept in
 `stack/flux/`) and least-privilege tokens, and keeps the credentials in a 0600 JSON file.
 A re-run finds everything by name and changes nothing. Touches: one InfluxDB over HTTP, the
 credentials file.
@@ -67,11 +67,13 @@ class BucketNames:
     m1: str
     h1: str
     ops: str
+    state: str = "edgewatch_state"
 
     def __post_init__(self) -> None:
-        for value in (self.raw, self.m1, self.h1, self.ops):
+        names = (self.raw, self.m1, self.h1, self.ops, self.state)
+        for value in names:
             validate_name(value, "bucket name")
-        if len({self.raw, self.m1, self.h1, self.ops}) != 4:
+        if len(set(names)) != len(names):
             raise ValueError(f"bucket names must differ: {self}")
 
     def retentions(self) -> dict[str, int]:
@@ -81,6 +83,8 @@ class BucketNames:
             self.m1: RETENTION_1M_SECONDS,
             self.h1: INFINITE,
             self.ops: INFINITE,
+            # What must outlive raw retention: inventory, last-seen, alert events.
+            self.state: INFINITE,
         }
 
 
@@ -235,12 +239,15 @@ def _permission_key(perm: JSON) -> tuple[str, str, str]:
 def wanted_permissions(
     kind: str, bucket_ids: dict[str, str], buckets: BucketNames, org_id: str
 ) -> list[JSON]:
-    """Least privilege: ingest writes raw only; the dashboard reads all, writes ops only."""
+    """Least privilege: ingest writes raw and state only; the dashboard reads all, writes ops."""
     if kind == "ingest":
-        return [_permission("write", bucket_ids[buckets.raw], org_id)]
+        return [
+            _permission("write", bucket_ids[buckets.raw], org_id),
+            _permission("write", bucket_ids[buckets.state], org_id),
+        ]
     reads = [
         _permission("read", bucket_ids[name], org_id)
-        for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops)
+        for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops, buckets.state)
     ]
     return [*reads, _permission("write", bucket_ids[buckets.ops], org_id)]
 

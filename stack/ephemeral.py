@@ -39,6 +39,7 @@ class InfluxFixture:
     bucket_1m: str
     bucket_1h: str
     bucket_ops: str
+    bucket_state: str
     process: InfluxdProcess
     org_id: str = ""
     credentials_path: Path = Path()
@@ -46,7 +47,11 @@ class InfluxFixture:
     @property
     def buckets(self) -> BucketNames:
         return BucketNames(
-            raw=self.bucket, m1=self.bucket_1m, h1=self.bucket_1h, ops=self.bucket_ops
+            raw=self.bucket,
+            m1=self.bucket_1m,
+            h1=self.bucket_1h,
+            ops=self.bucket_ops,
+            state=self.bucket_state,
         )
 
 
@@ -92,6 +97,7 @@ def running_influxdb(binary: Path) -> Iterator[InfluxFixture]:
                 bucket_1m=DEFAULT_BUCKETS.m1,
                 bucket_1h=DEFAULT_BUCKETS.h1,
                 bucket_ops=DEFAULT_BUCKETS.ops,
+                bucket_state=DEFAULT_BUCKETS.state,
                 process=proc,
                 org_id=creds.org_id,
                 credentials_path=creds_path,

@@ -114,12 +114,13 @@ def influxdb_port(url: str) -> int:
 
 
 def bucket_names(settings: Settings) -> BucketNames:
-    """The four buckets, as the settings name them."""
+    """The five buckets, as the settings name them."""
     return BucketNames(
         raw=settings.influxdb_bucket,
         m1=settings.influxdb_bucket_1m,
         h1=settings.influxdb_bucket_1h,
         ops=settings.influxdb_bucket_ops,
+        state=settings.influxdb_bucket_state,
     )
 
 
@@ -156,6 +157,7 @@ def service_environment(
         "influxdb_bucket_1m": settings.influxdb_bucket_1m,
         "influxdb_bucket_1h": settings.influxdb_bucket_1h,
         "influxdb_bucket_ops": settings.influxdb_bucket_ops,
+        "influxdb_bucket_state": settings.influxdb_bucket_state,
     }
     if ca_path is not None:
         values["mqtt_tls_ca"] = ca_path

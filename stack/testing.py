@@ -51,6 +51,7 @@ def settings_for(
             influxdb_bucket_1m=influxdb.bucket_1m,
             influxdb_bucket_1h=influxdb.bucket_1h,
             influxdb_bucket_ops=influxdb.bucket_ops,
+            influxdb_bucket_state=influxdb.bucket_state,
         )
     values.update(overrides)
     return load_settings(**values)

@@ -1,4 +1,6 @@
-"""Device detail page: state and reason, what it runs, recent metrics, alerts, online history.
+"""Device detail page: state and reason, what it runs, recent metrics, alerts, online history,
+and retiring it (operators only): a recorded, reversible action that takes a device that is
+gone for good off the fleet overview.
 
 The device comes from the query string (`?site=...&device=...`), so a link opens it.
 """
@@ -13,9 +15,14 @@ import streamlit as st
 from dashboard import charts, data, ui
 from dashboard.ranges import PRESETS, preset_range
 from edgewatch.contract import is_valid_name
+from edgewatch.health import DEVICE_ACTION_REINSTATE, DEVICE_ACTION_RETIRE
 
 settings, connection, user = ui.context()
 st.title("Device")
+
+flash = st.session_state.pop("device_flash", None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
 
 view = ui.load_or_stop(data.load_fleet, connection)
 devices = data.fleet_frame(view)
@@ -38,7 +45,7 @@ if not (is_valid_name(site) and is_valid_name(device)):
 
 match = devices[(devices["site"] == site) & (devices["device"] == device)]
 if match.empty:
-    st.warning(f"No device {site}/{device} has reported in the last 30 days.")
+    st.warning(f"No device {site}/{device} has ever reported.")
     st.stop()
 row = match.iloc[0]
 now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
@@ -72,6 +79,68 @@ info[1].metric("Model version", row["model_version"] or "-")
 info[2].metric("Firmware", row["firmware"] or "-")
 has_coords = pd.notna(row["lat"]) and pd.notna(row["lon"])
 info[3].metric("Location", f"{row['lat']:.2f}, {row['lon']:.2f}" if has_coords else "-")
+
+st.subheader("Retirement")
+retired = bool(row["retired"])
+if retired:
+    st.info(
+        f"Retired by {row['retired_by']} at {row['retired_at']:%Y-%m-%d %H:%M} UTC: hidden from "
+        "the fleet overview unless it reports again or is reinstated.",
+        icon=":material/inventory_2:",
+    )
+else:
+    st.caption(
+        "A device that is gone for good stays listed (OFFLINE) until an operator retires it. "
+        "Retiring is recorded with who, when and note, and can be undone."
+    )
+if user.may_act:
+    retire_note = st.text_input(
+        "Note", key="device_retire_note", max_chars=1000, placeholder="Why (optional)"
+    )
+    action = DEVICE_ACTION_REINSTATE if retired else DEVICE_ACTION_RETIRE
+    if st.button(
+        "Reinstate" if retired else "Retire",
+        key="device_retire",
+        type="secondary",
+        icon=":material/undo:" if retired else ":material/inventory_2:",
+    ):
+        try:
+            data.record_device_action(
+                connection,
+                user=user,
+                site=site,
+                device=device,
+                action=action,
+                note=(retire_note or "").strip(),
+            )
+        except (data.StoreUnavailableError, PermissionError, ValueError) as exc:
+            st.error(str(exc))
+        else:
+            done = "Reinstated" if retired else "Retired"
+            st.session_state["device_flash"] = f"{done} {site}/{device} as {user.name}."
+            st.rerun()
+else:
+    st.caption(f"{user.name} is a {user.role}: only operators may retire or reinstate devices.")
+actions = ui.load(data.load_device_actions, connection)
+if actions:
+    mine_actions = [a for a in actions if a.site == site and a.device == device]
+    if mine_actions:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "time": pd.Timestamp(a.ts_ns, unit="ns", tz="UTC"),
+                        "action": a.action,
+                        "by": a.user,
+                        "note": a.note,
+                    }
+                    for a in reversed(mine_actions)
+                ],
+                columns=["time", "action", "by", "note"],
+            ),
+            hide_index=True,
+            key="device_actions_table",
+        )
 
 st.subheader("Recent metrics")
 recent = ui.load(data.load_recent_metrics, connection, site, device)

@@ -101,15 +101,27 @@ def test_task_scripts_read_and_write_the_configured_buckets() -> None:
     assert "${" not in one_minute + one_hour
 
 
-def test_ingest_token_may_only_write_raw_and_dashboard_writes_only_ops() -> None:
-    ids = {"edgewatch": "r", "edgewatch_1m": "m", "edgewatch_1h": "h", "edgewatch_ops": "o"}
+def test_ingest_token_may_only_write_raw_and_state_and_dashboard_writes_only_ops() -> None:
+    ids = {
+        "edgewatch": "r",
+        "edgewatch_1m": "m",
+        "edgewatch_1h": "h",
+        "edgewatch_ops": "o",
+        "edgewatch_state": "s",
+    }
     ingest = wanted_permissions("ingest", ids, BUCKETS, "org")
-    assert [(p["action"], p["resource"]["id"]) for p in ingest] == [("write", "r")]
+    assert [(p["action"], p["resource"]["id"]) for p in ingest] == [("write", "r"), ("write", "s")]
     dashboard = wanted_permissions("dashboard", ids, BUCKETS, "org")
     writes = [p["resource"]["id"] for p in dashboard if p["action"] == "write"]
     reads = {p["resource"]["id"] for p in dashboard if p["action"] == "read"}
     assert writes == ["o"]
-    assert reads == {"r", "m", "h", "o"}
+    assert reads == {"r", "m", "h", "o", "s"}
+
+
+def test_the_state_bucket_is_kept_forever_and_named_apart() -> None:
+    assert BUCKETS.retentions()[BUCKETS.state] == 0
+    with pytest.raises(ValueError, match="must differ"):
+        BucketNames(raw="a", m1="b", h1="c", ops="d", state="a")
 
 
 def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
@@ -151,6 +163,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
         "EDGEWATCH_BUCKET_OPS",
+        "EDGEWATCH_BUCKET_STATE",
     }
     assert values["MQTT_PORT"] == "11883"
     assert values["INFLUXDB_V2_TOKEN"] == "admin-token"
