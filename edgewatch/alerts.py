@@ -153,16 +153,7 @@ def fold_alerts(
         key = (item.site, item.device, item.type)
         current_id = open_by_key.get(key)
         if item.state == "cleared":
-            if current_id is not None:
-                rec = records[current_id]
-                records[current_id] = replace(
-                    rec,
-                    closed_ns=item.ts_ns,
-                    closed_by="device",
-                    last_ns=item.ts_ns,
-                    history=(*rec.history, HistoryEntry(item.ts_ns, "cleared", "device")),
-                )
-                del open_by_key[key]
+            _close_by_device(records, open_by_key, key, item)
             continue
         if current_id is None:
             new_id = alert_id(item.site, item.device, item.type, item.ts_ns)
@@ -203,6 +194,26 @@ def fold_alerts(
     while queue:
         act(queue.popleft())
     return sorted(records.values(), key=lambda r: r.opened_ns, reverse=True)
+
+
+def _close_by_device(
+    records: dict[str, AlertRecord],
+    open_by_key: dict[tuple[str, str, str], str],
+    key: tuple[str, str, str],
+    item: StoredAlertEvent,
+) -> None:
+    """A device's `cleared` closes the open alert of its key (if any)."""
+    current_id = open_by_key.pop(key, None)
+    if current_id is None:
+        return
+    rec = records[current_id]
+    records[current_id] = replace(
+        rec,
+        closed_ns=item.ts_ns,
+        closed_by="device",
+        last_ns=item.ts_ns,
+        history=(*rec.history, HistoryEntry(item.ts_ns, "cleared", "device")),
+    )
 
 
 def _apply_action(
