@@ -43,6 +43,25 @@ def _stored(influx: InfluxFixture, root_site: str) -> list[dict[str, Any]]:
     )
 
 
+def _stored_length(
+    influx: InfluxFixture, measurement: str, device: str, alert_type: str, field: str
+) -> int:
+    rows = query(
+        influx,
+        """
+        import "strings"
+        from(bucket: bucket) |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == m and r.device == d and r._field == f)
+          |> map(fn: (r) => ({r with n: strings.strlen(v: r._value)}))
+        """,
+        bucket=influx.bucket,
+        m=measurement,
+        d=device,
+        f=field,
+    )
+    return int(rows[0]["n"])
+
+
 def test_poison_messages_are_dead_lettered_and_the_ingest_goes_on(
     broker: MosquittoProcess, fresh_influxdb: InfluxFixture, make_settings: SettingsFactory
 ) -> None:
@@ -100,7 +119,14 @@ def test_poison_messages_are_dead_lettered_and_the_ingest_goes_on(
                 expected[(measurement, tags["device"], tags.get("type", ""), name)] = value
     for key, value in expected.items():
         assert key in stored, key
-        assert stored[key] == value and type(stored[key]) is type(value), key
+        got = stored[key]
+        if isinstance(value, str):
+            # The query API's annotated CSV drops a lone carriage return; InfluxDB keeps it
+            # (strlen below counts it). Everything else, NUL included, reads back as sent.
+            assert got.replace("\r", "") == value.replace("\r", ""), key
+            assert _stored_length(influx, *key) == len(value), key
+        else:
+            assert got == value and type(got) is type(value), key
     print(
         f"poison: {len(rejected)} dead-lettered with their reasons, {len(accepted)} stored,"
         f" the good reading stored, the ingest still running"
