@@ -1,12 +1,16 @@
 """edge room: the edge agent, a store-and-forward publisher for one device.
 
-Flow: `record()` stamps a reading with the device clock (`ts`) and the next `seq`, runs the
-local alert rules and the deadband filter, and writes what is left to the spool; `pump()`
-takes link events (connected, disconnected, PUBACK) off the queue the transport fills and
-sends the oldest unsent spool messages while connected: one reading alone, several as a
-`{"batch": [...]}` (at most 1000 readings and `batch_max_bytes`), an alert on its own. A
-message leaves the spool only when its PUBACK arrived, so a broker outage, an agent restart or
-a crash in between replays it, with its original `ts` and `seq`, in order.
+Flow: `record()` stamps a reading with the device clock (`ts`, in nanoseconds, unique and
+increasing per device: see `Spool.stamp`) and the next `seq`, runs the local alert rules and
+the deadband filter, and writes what is left to the spool; `pump()` takes link events
+(connected, disconnected, PUBACK) off the queue the transport fills and sends the oldest
+unsent spool messages while connected: one reading alone, several as a `{"batch": [...]}` (at
+most 1000 readings and `batch_max_bytes`), an alert on its own. A message leaves the spool
+only when its PUBACK arrived, so a broker outage, an agent restart or a crash in between
+replays it, with its original `ts` and `seq`, in order. A PUBACK that refuses the message for
+a reason outside it (not authorised, quota, ...) keeps it and retries with backoff; only a
+refusal that is the message's own fault deletes it (edge/refusal.py). Payloads are the core
+encoder's (`edgewatch.encode`).
 
 On every connect the agent publishes its birth (retained `online` status with interval_s and
 what it knows of itself); its last will is the retained `{"state": "offline", "reason":

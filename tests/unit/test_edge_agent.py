@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edge.agent import EdgeAgent
 from edge.filters import AlertRule, DeadbandConfig
@@ -261,17 +264,24 @@ class Monotonic:
         return self.now
 
 
-def test_a_refusal_that_is_not_the_message_fault_keeps_it_and_retries_with_backoff(
-    tmp_path: Path,
-) -> None:
-    links: list[FakeLink] = []
-    monotonic = Monotonic()
-    agent, spool = _agent(tmp_path, links, monotonic=monotonic)
+def _connected(
+    tmp_path: Path, links: list[FakeLink], **kwargs: Any
+) -> tuple[EdgeAgent, Spool, FakeLink]:
+    """An agent whose link is up and whose birth was acknowledged."""
+    agent, spool = _agent(tmp_path, links, **kwargs)
     agent.start()
     link = links[0]
     link.connect()
     agent.pump()
-    link.ack_new()  # the birth
+    link.ack_new()
+    return agent, spool, link
+
+
+def test_a_refusal_that_is_not_the_message_fault_keeps_it_and_retries_with_backoff(
+    tmp_path: Path,
+) -> None:
+    monotonic = Monotonic()
+    agent, spool, link = _connected(tmp_path, [], monotonic=monotonic)
     agent.record({"v": 1.0})
     agent.pump()
     link.ack_new(code=0x87)  # Not authorized: an ACL change, not the reading's fault
@@ -300,13 +310,7 @@ def test_a_refusal_that_is_not_the_message_fault_keeps_it_and_retries_with_backo
 
 
 def test_a_refusal_that_is_the_message_fault_drops_and_counts_it(tmp_path: Path) -> None:
-    links: list[FakeLink] = []
-    agent, spool = _agent(tmp_path, links)
-    agent.start()
-    link = links[0]
-    link.connect()
-    agent.pump()
-    link.ack_new()
+    agent, spool, link = _connected(tmp_path, [])
     agent.record({"v": 1.0})
     agent.pump()
     link.ack_new(code=0x99)  # Payload format invalid: sending it again would not help
@@ -354,3 +358,24 @@ def test_self_metrics_never_push_a_reading_over_the_limit(tmp_path: Path) -> Non
     # reading after each full one, with the small reading at the end.
     assert len(own) == 1001 and all(len(r.metrics) <= MAX_METRICS_PER_READING for r in readings)
     assert spool.depth == 0
+
+
+def test_refusals_are_logged_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monotonic = Monotonic()
+    agent, _spool, link = _connected(tmp_path, [], monotonic=monotonic)
+    agent.record({"v": 1.0})
+    caplog.set_level(logging.INFO)
+    for code in (0x87, 0x87, 0x87, 0x97, 0x97, 0x00):
+        agent.pump()
+        link.ack_new(code=code)
+        agent.pump()
+        monotonic.now += 120.0
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    accepted = [
+        r.getMessage() for r in caplog.records if "accepts publishes again" in r.getMessage()
+    ]
+    assert len(refused) == 2 and "0x87 Not authorized" in refused[0]
+    assert "0x97 Quota exceeded" in refused[1]
+    assert len(accepted) == 1 and "after 5 refusal(s)" in accepted[0]
