@@ -73,7 +73,8 @@ def reading(rng: random.Random, ts: float | int, seq: int) -> dict[str, object]:
         "power_w": round(rng.uniform(5.0, 30.0), 2),
         "camera_ok": rng.random() > 0.01,
     }
-    return reading_body(metrics, ts_ns=_ts_ns(ts), seq=seq)
+    # Epoch seconds, the contract's other form: the Telegraf peer reads only that.
+    return reading_body(metrics, ts_ns=_ts_ns(ts), seq=seq, epoch=True)
 
 
 def telemetry_topic(root: str, site: str, device: str) -> str:

@@ -60,7 +60,6 @@ from edgewatch.contract import (
 )
 from edgewatch.encode import (
     BATCH_OVERHEAD_BYTES,
-    DeviceInfo,
     alert_body,
     batch_payload,
     birth_body,
@@ -68,7 +67,7 @@ from edgewatch.encode import (
     last_will_payload,
     offline_body,
 )
-from edgewatch.models import MetricValue
+from edgewatch.models import DeviceInfo, MetricValue
 from edgewatch.settings import DEFAULT_TOPIC_ROOT
 
 DEFAULT_BATCH_MAX_BYTES = 128 * 1024

@@ -42,8 +42,7 @@ from edgewatch.contract import (
     parse_json,
     parse_reading,
 )
-from edgewatch.encode import DeviceInfo
-from edgewatch.models import MetricValue
+from edgewatch.models import DeviceInfo, MetricValue
 from edgewatch.settings import load_settings
 
 logger = logging.getLogger(__name__)

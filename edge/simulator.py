@@ -71,7 +71,8 @@ from edge.transport import (
     TransportFactory,
 )
 from edgewatch.contract import topic_for
-from edgewatch.encode import DeviceInfo, birth_body, encode_payload, offline_body, reading_body
+from edgewatch.encode import birth_body, encode_payload, offline_body, reading_body
+from edgewatch.models import DeviceInfo
 from edgewatch.settings import DEFAULT_TOPIC_ROOT
 
 REAL_CONNECTIONS_MAX_DEVICES = 50

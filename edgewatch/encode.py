@@ -8,40 +8,26 @@ simulator and the benchmark workload.
 Payloads are compact JSON, UTF-8, with `allow_nan=False`: a NaN or an infinity is a
 programming error on the sending side (the contract refuses them), raised here instead of
 being dead-lettered by the ingest. Times go out as RFC 3339 text in UTC, exact to the
-nanosecond (a float of epoch seconds cannot carry nanoseconds).
+nanosecond (a float of epoch seconds cannot carry nanoseconds); a reading can also carry its
+time as epoch seconds (`epoch=True`), the contract's other form, for consumers that read only
+that (the benchmark's Telegraf peer).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
-from edgewatch.contract import DEFAULT_INTERVAL_SECONDS
-from edgewatch.models import MetricValue
+from edgewatch.models import DeviceInfo, MetricValue
 
 NS_PER_SECOND = 1_000_000_000
 LAST_WILL_BODY: Mapping[str, str] = {"state": "offline", "reason": "lwt"}
 REASON_SHUTDOWN = "shutdown"
 # `{"batch":[` and `]}` around the readings of a batch; one comma between two of them.
 BATCH_OVERHEAD_BYTES = 12
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What a device says about itself in its birth: the `online` StatusEvent's fields.
-
-    Absent values are left out of the birth.
-    """
-
-    interval_s: float = DEFAULT_INTERVAL_SECONDS
-    model: str | None = None
-    model_version: str | None = None
-    firmware: str | None = None
-    lat: float | None = None
-    lon: float | None = None
 
 
 def format_ts(ts_ns: int) -> str:
@@ -56,6 +42,15 @@ def format_ts(ts_ns: int) -> str:
     return text + "Z"
 
 
+def epoch_seconds(ts_ns: int) -> int | float:
+    """Epoch seconds: an int for whole seconds, else the float nearest to the exact value
+    (exact to the microsecond for times of this era; the decoder reads its shortest repr)."""
+    seconds, nanos = divmod(ts_ns, NS_PER_SECOND)
+    if not nanos:
+        return seconds
+    return float(Decimal(ts_ns) / NS_PER_SECOND)
+
+
 def encode_text(body: Mapping[str, Any]) -> str:
     """Compact JSON text of one payload (what a spool stores and later sends as is)."""
     return json.dumps(body, separators=(",", ":"), allow_nan=False)
@@ -67,12 +62,19 @@ def encode_payload(body: Mapping[str, Any]) -> bytes:
 
 
 def reading_body(
-    metrics: Mapping[str, MetricValue], *, ts_ns: int | None = None, seq: int | None = None
+    metrics: Mapping[str, MetricValue],
+    *,
+    ts_ns: int | None = None,
+    seq: int | None = None,
+    epoch: bool = False,
 ) -> dict[str, Any]:
-    """One telemetry reading; without `ts_ns` the ingest stamps the time of receipt."""
+    """One telemetry reading; without `ts_ns` the ingest stamps the time of receipt.
+
+    `epoch`: the time as epoch seconds instead of RFC 3339 text (see `epoch_seconds`).
+    """
     body: dict[str, Any] = {}
     if ts_ns is not None:
-        body["ts"] = format_ts(ts_ns)
+        body["ts"] = epoch_seconds(ts_ns) if epoch else format_ts(ts_ns)
     if seq is not None:
         body["seq"] = seq
     body["metrics"] = dict(metrics)
@@ -112,8 +114,7 @@ def alert_body(
 def birth_body(info: DeviceInfo, *, ts_ns: int) -> dict[str, Any]:
     """The retained `online` status a device publishes on every connect."""
     body: dict[str, Any] = {"state": "online", "ts": format_ts(ts_ns)}
-    body["interval_s"] = info.interval_s
-    for key in ("model", "model_version", "firmware", "lat", "lon"):
+    for key in ("interval_s", "model", "model_version", "firmware", "lat", "lon"):
         value = getattr(info, key)
         if value is not None:
             body[key] = value

@@ -14,8 +14,8 @@ from edge.filters import AlertRule, DeadbandConfig
 from edge.spool import Spool
 from edge.transport import Acked, Connected, Disconnected, LinkConfig, Transport
 from edgewatch.contract import MAX_METRICS_PER_READING, decode_message
-from edgewatch.encode import LAST_WILL_BODY, DeviceInfo
-from edgewatch.models import Rejected, Telemetry
+from edgewatch.encode import LAST_WILL_BODY
+from edgewatch.models import DeviceInfo, Rejected, Telemetry
 
 NS = 1_000_000_000
 T0 = 1_767_268_800 * NS

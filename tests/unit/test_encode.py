@@ -16,7 +16,6 @@ from edgewatch.contract import (
     decode_message,
 )
 from edgewatch.encode import (
-    DeviceInfo,
     alert_body,
     batch_payload,
     birth_body,
@@ -27,7 +26,7 @@ from edgewatch.encode import (
     offline_body,
     reading_body,
 )
-from edgewatch.models import SEVERITIES, AlertEvent, StatusEvent, Telemetry
+from edgewatch.models import SEVERITIES, AlertEvent, DeviceInfo, StatusEvent, Telemetry
 
 ROOT = "edgewatch"
 NS = 1_000_000_000
@@ -70,6 +69,16 @@ def test_a_reading_round_trips(
     assert reading.ts_given == (ts_ns is not None)
     assert reading.seq == seq
     _same_metrics(dict(reading.metrics), values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ts_us=st.integers(0, RECEIVED_NS // 1000))
+def test_an_epoch_seconds_time_round_trips_to_the_microsecond(ts_us: int) -> None:
+    ts_ns = ts_us * 1000
+    payload = encode_payload(reading_body({"x": 1.0}, ts_ns=ts_ns, epoch=True))
+    decoded = decode_message(_topic("telemetry"), payload, RECEIVED_NS, ROOT)
+    assert isinstance(decoded, Telemetry), decoded
+    assert decoded.readings[0].ts_ns == ts_ns
 
 
 @settings(max_examples=100, deadline=None)
@@ -128,7 +137,7 @@ def test_an_alert_round_trips(
 @given(
     info=st.builds(
         DeviceInfo,
-        interval_s=st.floats(0.001, 86400.0),
+        interval_s=st.one_of(st.none(), st.floats(0.001, 86400.0)),
         model=st.one_of(st.none(), texts),
         model_version=st.one_of(st.none(), texts),
         firmware=st.one_of(st.none(), texts),
@@ -142,17 +151,7 @@ def test_a_birth_round_trips(info: DeviceInfo, ts_ns: int) -> None:
     decoded = decode_message(_topic("status"), payload, RECEIVED_NS, ROOT)
     assert isinstance(decoded, StatusEvent), decoded
     assert decoded.state == "online" and decoded.ts_ns == ts_ns
-    assert (
-        DeviceInfo(
-            interval_s=decoded.interval_s or -1.0,
-            model=decoded.model,
-            model_version=decoded.model_version,
-            firmware=decoded.firmware,
-            lat=decoded.lat,
-            lon=decoded.lon,
-        )
-        == info
-    )
+    assert DeviceInfo.from_status(decoded) == info
 
 
 @pytest.mark.parametrize("ts_ns", [None, T0])
