@@ -154,6 +154,7 @@ class EdgeAgent:
         self._generation = 0
         self._transport: Transport | None = None
         self._connected = False
+        self._link_was_up = False
         self._in_flight: dict[int, _InFlight] = {}
         self._cursor = 0
         # Backoff after a refusal that is not the message's fault (see edge/refusal.py).
@@ -202,6 +203,7 @@ class EdgeAgent:
         self._cursor = 0
         self._retry_at = None
         self._connected = False
+        self._link_was_up = False
 
         def sink(event: LinkEvent) -> None:
             self._events.put((generation, event))
@@ -227,13 +229,19 @@ class EdgeAgent:
     def stop(self, *, timeout_s: float = SHUTDOWN_TIMEOUT_SECONDS) -> None:
         """Flush what the link takes within `timeout_s`, say offline (shutdown), disconnect.
 
-        What is not acknowledged by then stays in the spool for the next start.
+        A link still connecting is waited for (`echo ... | edgewatch agent` reaches EOF before
+        the broker answered); a link that was up and dropped is not. What is not acknowledged
+        by the deadline stays in the spool for the next start.
         """
         transport = self._transport
         if transport is None:
             return
         deadline = self._monotonic() + timeout_s
-        while self._connected and self._spool.depth and self._monotonic() < deadline:
+        while (
+            (self._connected or not self._link_was_up)
+            and self._spool.depth
+            and self._monotonic() < deadline
+        ):
             self.pump(timeout_s=min(0.1, max(0.0, deadline - self._monotonic())))
         if self._connected:
             body = offline_body(ts_ns=self._clock_ns())
@@ -384,6 +392,7 @@ class EdgeAgent:
             return
         if isinstance(event, Connected):
             self._connected = True
+            self._link_was_up = True
             self.stats.connects += 1
             self._publish_birth()
             self._log.info(

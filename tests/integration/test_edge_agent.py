@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -16,6 +17,7 @@ import pytest
 from edge.agent import EdgeAgent
 from edge.spool import Spool
 from edge.transport import paho_factory
+from edgewatch.contract import MAX_METRICS_PER_READING
 from edgewatch.health import DeviceSnapshot, HealthState, device_health
 from edgewatch.settings import Settings
 from stack.processes import MosquittoProcess, free_port
@@ -23,6 +25,7 @@ from stack.testing import InfluxFixture
 from tests.integration.ingest_support import (
     REPO_ROOT,
     IngestProcess,
+    dead_letters,
     query,
     settings_env,
     wait_until,
@@ -278,18 +281,10 @@ def _seq_rows(influx: InfluxFixture, site: str) -> list[tuple[int, int]]:
     return [(ts, int(seq)) for ts, seq in _telemetry(influx, site, "seq")]
 
 
-def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
-    broker: MosquittoProcess,
-    influxdb: InfluxFixture,
-    make_settings: SettingsFactory,
-    tmp_path: Path,
-) -> None:
-    """10,000 lines without `ts` piped into `edgewatch agent`: 10,000 readings stored, seq
-    0..9999 each once (at millisecond stamps many shared a time and overwrote each other)."""
-    settings = make_settings(broker, influxdb)
-    site = f"burst-{secrets.token_hex(3)}"
-    spool_path = tmp_path / "agent.sqlite"
-    lines = "".join(f'{{"metrics": {{"v": {i}}}}}\n' for i in range(BURST_LINES))
+def _run_agent(settings: Settings, site: str, spool_path: Path, lines: str, *extra: str) -> None:
+    """`edgewatch agent` with `lines` on stdin, until EOF; then, if the clean stop left
+    anything in the spool, again with empty stdin until the spool is empty (a restart
+    replays it)."""
     command = [
         sys.executable,
         "-m",
@@ -301,28 +296,41 @@ def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
         "cam-01",
         "--spool",
         str(spool_path),
+        *extra,
     ]
-    env = settings_env(settings)
-    with IngestProcess(settings) as ingest:
+    stdin = lines.encode()
+    for _ in range(6):
         done = subprocess.run(
             command,
             check=False,
-            input=lines.encode(),
-            env=env,
+            input=stdin,
+            env=settings_env(settings),
             cwd=REPO_ROOT,
             capture_output=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stderr.decode()[-4000:]
-        # What the clean stop did not flush within its timeout is replayed by the next start.
-        for _ in range(5):
-            with Spool(spool_path) as spool:
-                if spool.depth == 0:
-                    break
-            again = subprocess.run(
-                command, check=False, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, timeout=300
-            )
-            assert again.returncode == 0
+        assert "Traceback" not in done.stderr.decode()
+        stdin = b""
+        with Spool(spool_path) as spool:
+            if spool.depth == 0:
+                return
+    raise AssertionError(f"the agent's spool {spool_path} did not drain")
+
+
+def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    """10,000 lines without `ts` piped into `edgewatch agent`: 10,000 readings stored, seq
+    0..9999 each once (at millisecond stamps many shared a time and overwrote each other)."""
+    settings = make_settings(broker, influxdb)
+    site = f"burst-{secrets.token_hex(3)}"
+    lines = "".join(f'{{"metrics": {{"v": {i}}}}}\n' for i in range(BURST_LINES))
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
         wait_until(
             lambda: len(_telemetry(influxdb, site, "v")) >= BURST_LINES,
             120,
@@ -336,6 +344,68 @@ def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
     assert sorted(int(v) for _, v in stored) == list(range(BURST_LINES))
     assert len({ts for ts, _ in stored}) == BURST_LINES  # no two readings share a time
     assert sorted(seq for _, seq in seqs) == list(range(BURST_LINES))
+
+
+def test_full_readings_are_stored_and_the_agent_still_reports_its_health(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    """Readings of 256 metrics (the contract's limit): the agent's own metrics must not push
+    them over it (every message, batches included, would be dead-lettered)."""
+    settings = make_settings(broker, influxdb)
+    site = f"full-{secrets.token_hex(3)}"
+    count = 300
+    names = [f"m{i:03d}" for i in range(1, MAX_METRICS_PER_READING)]
+    lines = "".join(
+        json.dumps({"metrics": {"v": i, **dict.fromkeys(names, 1.5)}}) + "\n" for i in range(count)
+    )
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
+        wait_until(lambda: len(_telemetry(influxdb, site, "v")) >= count, 120, "the readings")
+        wait_until(
+            lambda: len(_telemetry(influxdb, site, "spool_depth")) >= count, 60, "self-metrics"
+        )
+        letters = dead_letters(influxdb, influxdb.bucket, f"{settings.mqtt_topic_root}/")
+        stored = _telemetry(influxdb, site, "v")
+        assert "Traceback" not in ingest.log_text()
+    assert letters == []
+    assert sorted(int(v) for _, v in stored) == list(range(count))
+
+
+def test_an_alert_raised_before_an_agent_restart_is_cleared_after_it(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(broker, influxdb)
+    site = f"rule-{secrets.token_hex(3)}"
+    spool_path = tmp_path / "agent.sqlite"
+    rule = ("--alert-rule", "overheat:critical:gpu_temp_c>85/5")
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, spool_path, '{"metrics": {"gpu_temp_c": 91}}\n', *rule)
+        # A restart of the agent, then the temperature is back to normal.
+        _run_agent(settings, site, spool_path, '{"metrics": {"gpu_temp_c": 70}}\n', *rule)
+
+        def states() -> list[str]:
+            rows = query(
+                influxdb,
+                """
+                from(bucket: bucket) |> range(start: 0)
+                  |> filter(fn: (r) => r._measurement == "alert_event" and r.site == site)
+                  |> filter(fn: (r) => r._field == "state")
+                  |> group() |> sort(columns: ["_time"])
+                """,
+                bucket=influxdb.bucket,
+                site=site,
+            )
+            return [str(row["_value"]) for row in rows]
+
+        wait_until(lambda: len(states()) >= 2, 60, "the raise and the clear")
+        assert "Traceback" not in ingest.log_text()
+    assert states() == ["raised", "cleared"]
 
 
 # ---------------------------------------------------------------------------- refusals
