@@ -446,10 +446,13 @@ class EdgeAgent:
             # Not the message's fault (an account or ACL change, a quota, a busy broker):
             # keep it, and send it again, oldest first, once the backoff has passed.
             self.stats.retried += flight.count
+            self._cursor = min(self._cursor, flight.first_id - 1)
+            now = self._monotonic()
+            if self._retry_at is not None and now < self._retry_at:
+                return  # another message of the same round: the backoff is already set
             self._refusals_in_a_row += 1
             delay = retry_delay_seconds(self._refusals_in_a_row)
-            self._retry_at = self._monotonic() + delay
-            self._cursor = min(self._cursor, flight.first_id - 1)
+            self._retry_at = now + delay
             described = describe_code(event.code)
             if described != self._refusal_logged:
                 self._refusal_logged = described

@@ -309,6 +309,21 @@ def test_a_refusal_that_is_not_the_message_fault_keeps_it_and_retries_with_backo
     assert spool.all_items()[-1].body["metrics"]["publish_retries"] == 2.0
 
 
+def test_refusals_of_one_round_back_off_once(tmp_path: Path) -> None:
+    monotonic = Monotonic()
+    agent, spool, link = _connected(tmp_path, [], monotonic=monotonic)
+    agent.alert("a", "info")  # alerts go one to a message: several messages in flight
+    agent.alert("b", "info")
+    agent.alert("c", "info")
+    agent.pump()
+    link.ack_new(code=0x87)  # all three refused in one round
+    agent.pump()
+    assert spool.depth == 3 and agent.stats.retried == 3
+    monotonic.now += 1.0  # one round, so the first backoff (1 s), not the third (4 s)
+    agent.pump()
+    assert [json.loads(p)["type"] for _, t, p, _ in link.published[-3:]] == ["a", "b", "c"]
+
+
 def test_a_refusal_that_is_the_message_fault_drops_and_counts_it(tmp_path: Path) -> None:
     agent, spool, link = _connected(tmp_path, [])
     agent.record({"v": 1.0})
