@@ -5,9 +5,11 @@ acknowledged its publish (PUBACK), so readings taken while the broker is unreach
 agent restarts and are replayed in their original order with their original `ts` and `seq`.
 The per-device `seq` counter lives here too, in the same transaction as the reading it numbers,
 so a restart never reuses a number. So does the last timestamp issued to the device: a reading
-without its own time is stamped in nanoseconds, strictly after every earlier reading of the
-device (`stamp`), across restarts, because a reading's time is its identity in InfluxDB and two
-readings with one stamp overwrite each other. The agent's alert-rule state (which rules are
+without its own time is stamped in nanoseconds, strictly after every earlier stamped reading of
+the device (`stamp`), across restarts, because a reading's time is its identity in InfluxDB and
+two readings with one stamp overwrite each other. A time the device gives itself does not
+move the stamps: a wrong device clock (an hour ahead, rejected as clock skew) must not drag
+every later stamp into the future with it. The agent's alert-rule state (which rules are
 raised) is kept here as well, so a restart does not forget an open alert it must clear.
 
 Durability: WAL mode with `synchronous=NORMAL`. A committed row survives the agent being
@@ -149,7 +151,7 @@ class Spool:
 
     @property
     def last_ts_ns(self) -> int:
-        """The latest timestamp any message of this device was stored with (0: none yet)."""
+        """The latest stamp a stored message of this device was given (0: none yet)."""
         return self._meta("last_ts_ns")
 
     @property
@@ -165,7 +167,7 @@ class Spool:
 
     def stamp(self, clock_ns: int) -> int:
         """A timestamp for a reading or event without one: the clock's time, or 1 ns after the
-        last stamp given out or stored if the clock is not past it (a burst within one clock
+        last stamp given out if the clock is not past it (a burst within one clock
         tick, a clock stepped back). Unique and strictly increasing for the device."""
         self._last_ts_ns = max(clock_ns, self._last_ts_ns + 1)
         return self._last_ts_ns
@@ -175,8 +177,8 @@ class Spool:
     ) -> SpoolItem:
         """Store one telemetry reading, numbering it with the next `seq` unless it has one.
 
-        A device's own `seq` is kept, and the counter moves past it so numbers stay increasing;
-        likewise the last stamp moves past `ts_ns`, so `stamp` never gives out a stored time.
+        A device's own `seq` is kept, and the counter moves past it so numbers stay increasing.
+        `ts_ns` is a stamp from `stamp` or the device's own time.
         """
         with self._transaction():
             if seq is None:
@@ -198,8 +200,11 @@ class Spool:
         return item
 
     def _store_ts(self, ts_ns: int) -> None:
-        self._db.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_ts_ns'", (ts_ns,))
-        self._last_ts_ns = max(self._last_ts_ns, ts_ns)
+        # Only what `stamp` gave out is kept; a device's own later time is not (see above).
+        if ts_ns <= self._last_ts_ns:
+            self._db.execute(
+                "UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_ts_ns'", (ts_ns,)
+            )
 
     def _insert(self, kind: SpoolKind, body: dict[str, Any]) -> SpoolItem:
         text = encode_text(body)

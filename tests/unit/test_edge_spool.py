@@ -95,9 +95,12 @@ def test_stamps_are_unique_and_increasing_across_restarts(tmp_path: Path) -> Non
     with Spool(path) as spool:
         assert spool.last_ts_ns == T0 + 3
         assert spool.stamp(T0) == T0 + 4  # the clock reads the same as before the restart
-        # A reading with its own, later time moves the stamps past it.
-        spool.append_reading({"v": 2.0}, ts_ns=T0 + 10 * NS)
-        assert spool.stamp(T0) == T0 + 10 * NS + 1
+        # A reading with its own time an hour ahead (a wrong device clock, rejected as clock
+        # skew) does not drag the later stamps into the future with it.
+        spool.append_reading({"v": 2.0}, ts_ns=T0 + 3600 * NS)
+        assert spool.stamp(T0) == T0 + 5
+    with Spool(path) as spool:
+        assert spool.last_ts_ns == T0 + 3
 
 
 def test_raised_alerts_survive_a_restart(tmp_path: Path) -> None:
