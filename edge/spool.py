@@ -42,6 +42,8 @@ from edgewatch.encode import encode_text, reading_body
 SpoolKind = Literal["telemetry", "alert"]
 
 DEFAULT_MAX_MESSAGES = 100_000
+# How far the stamps may run ahead of the clock: the contract's clock-skew limit (5 min).
+STAMP_MAX_LEAD_NS = 5 * 60 * 1_000_000_000
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 _SCHEMA = """
@@ -169,6 +171,18 @@ class Spool:
         """A timestamp for a reading or event without one: the clock's time, or 1 ns after the
         last stamp given out if the clock is not past it (a burst within one clock
         tick, a clock stepped back). Unique and strictly increasing for the device."""
+        if self._last_ts_ns - clock_ns > STAMP_MAX_LEAD_NS:
+            # The stamps ran ahead of a clock since set back by more than the contract's
+            # skew limit: those readings were rejected as clock skew, so starting again at
+            # the clock collides with nothing stored, where keeping on would have every
+            # reading rejected until the clock caught up.
+            self._log.warning(
+                "spool %s: the last stamp is %.0f s ahead of the clock; stamping from the"
+                " clock again",
+                self.path,
+                (self._last_ts_ns - clock_ns) / 1e9,
+            )
+            self._last_ts_ns = clock_ns - 1
         self._last_ts_ns = max(clock_ns, self._last_ts_ns + 1)
         return self._last_ts_ns
 
@@ -201,10 +215,8 @@ class Spool:
 
     def _store_ts(self, ts_ns: int) -> None:
         # Only what `stamp` gave out is kept; a device's own later time is not (see above).
-        if ts_ns <= self._last_ts_ns:
-            self._db.execute(
-                "UPDATE meta SET value = MAX(value, ?) WHERE key = 'last_ts_ns'", (ts_ns,)
-            )
+        if ts_ns == self._last_ts_ns:
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'last_ts_ns'", (ts_ns,))
 
     def _insert(self, kind: SpoolKind, body: dict[str, Any]) -> SpoolItem:
         text = encode_text(body)

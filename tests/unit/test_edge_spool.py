@@ -87,8 +87,8 @@ def test_a_second_agent_on_the_same_file_fails_clearly(tmp_path: Path) -> None:
 def test_stamps_are_unique_and_increasing_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with Spool(path) as spool:
-        # A burst within one clock tick, then a clock stepped back by an hour.
-        stamps = [spool.stamp(T0) for _ in range(3)] + [spool.stamp(T0 - 3600 * NS)]
+        # A burst within one clock tick, then a clock stepped back by a minute.
+        stamps = [spool.stamp(T0) for _ in range(3)] + [spool.stamp(T0 - 60 * NS)]
         for ts in stamps:
             spool.append_reading({"v": 1.0}, ts_ns=ts)
     assert stamps == [T0, T0 + 1, T0 + 2, T0 + 3]
@@ -121,3 +121,14 @@ def test_refused_messages_are_counted(tmp_path: Path) -> None:
         spool.remove_range(items[0].id, items[1].id, refused=True)
         spool.remove_range(items[2].id, items[2].id)
         assert (spool.depth, spool.refused_total) == (0, 2)
+
+
+def test_stamps_far_ahead_of_a_corrected_clock_start_again_at_the_clock(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite") as spool:
+        ahead = spool.stamp(T0 + 3600 * NS)  # the device clock an hour fast
+        spool.append_reading({"v": 1.0}, ts_ns=ahead)
+        # Corrected: within the skew limit the stamps stay increasing ...
+        assert spool.stamp(T0 + 3500 * NS) == ahead + 1
+        # ... beyond it, they follow the clock (the fast ones were rejected as clock skew).
+        assert spool.stamp(T0) == T0
+        assert spool.stamp(T0) == T0 + 1
