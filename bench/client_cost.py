@@ -12,7 +12,6 @@ limit. Touches: its own Mosquitto on a free loopback port and a temp dir.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgewatch.contract import decode_message
+from edgewatch.encode import encode_payload, reading_body
 from edgewatch.models import Rejected
 from edgewatch.schema import message_lines
 from shared.mqtt_client import new_mqtt_client
@@ -94,9 +94,8 @@ def measure(count: int) -> dict[str, dict[str, float]]:
         time.sleep(0.5)
         subscriber.disconnect()
         subscriber.loop_stop()
-        payload = json.dumps(
-            {"ts": time.time(), "seq": 1, "metrics": {f"m{i}": 1.5 + i for i in range(10)}}
-        ).encode()
+        metrics = {f"m{i}": 1.5 + i for i in range(10)}
+        payload = encode_payload(reading_body(metrics, ts_ns=time.time_ns(), seq=1, epoch=True))
 
         def core(message: mqtt.MQTTMessage) -> object:
             decoded = decode_message(message.topic, bytes(message.payload), time.time_ns(), ROOT)

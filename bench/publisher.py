@@ -24,11 +24,11 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from bench.workload import (
     LATENCY_SITE,
     device_name,
-    encode,
     read_messages,
     reading,
     telemetry_topic,
 )
+from edgewatch.encode import encode_payload
 from shared.mqtt_client import new_mqtt_client
 
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -152,7 +152,7 @@ def publish_rate(
             topic, is_probe = next(stream)
             # Stamped with the publish time: the stored `_time` of a probe is when it left.
             body = reading(rng, round(time.time(), 6), pub.published)
-            pub.publish(topic, encode(body))
+            pub.publish(topic, encode_payload(body))
             probes += is_probe
         if time.monotonic() >= next_report:
             _progress(f"published {pub.published}/{total} at {rate:,.0f} msg/s")

@@ -53,11 +53,13 @@ class Disconnected:
 @dataclass(frozen=True, slots=True)
 class Acked:
     """The broker acknowledged the publish with this token. `ok` is False for a PUBACK with a
-    failure reason code (MQTT v5: not authorised, quota exceeded, payload too large...)."""
+    failure reason code (MQTT v5: not authorised, quota exceeded, payload too large...);
+    `code` is that reason code (0 for success; edge/refusal.py says what each one means)."""
 
     token: int
     ok: bool
     reason: str = ""
+    code: int = 0
 
 
 LinkEvent = Connected | Disconnected | Acked
@@ -164,7 +166,11 @@ class PahoTransport:
     ) -> None:
         with self._lock:
             self._infos.pop(mid, None)
-        self._config.sink(Acked(token=mid, ok=not reason_code.is_failure, reason=str(reason_code)))
+        # MQTT 3.1.1 has no PUBACK reason codes: paho reports success (0) for every PUBACK.
+        code = int(getattr(reason_code, "value", reason_code))
+        self._config.sink(
+            Acked(token=mid, ok=not reason_code.is_failure, reason=str(reason_code), code=code)
+        )
 
     def start(self) -> None:
         self._client.connect_async(

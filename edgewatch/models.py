@@ -71,6 +71,34 @@ DeviceMessage = Telemetry | AlertEvent | StatusEvent
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a device says about itself: the descriptive fields of its `online` status.
+
+    What its birth carries (`edgewatch.encode.birth_body`, absent values left out) and what a
+    reader learns from a `StatusEvent` (`from_status`). `interval_s` None: not said, the
+    contract's default of 60 s applies.
+    """
+
+    interval_s: float | None = None
+    model: str | None = None
+    model_version: str | None = None
+    firmware: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+    @classmethod
+    def from_status(cls, status: StatusEvent) -> DeviceInfo:
+        return cls(
+            interval_s=status.interval_s,
+            model=status.model,
+            model_version=status.model_version,
+            firmware=status.firmware,
+            lat=status.lat,
+            lon=status.lon,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A message that broke the contract, with a reason that says what was wrong."""
 

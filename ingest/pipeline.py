@@ -15,7 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edgewatch.contract import REJECT_SCHEMA, REJECT_STORAGE, decode_message, payload_excerpt
+from edgewatch.contract import (
+    REJECT_STORAGE,
+    decode_message,
+    internal_rejection,
+    payload_excerpt,
+)
 from edgewatch.models import DeviceMessage, InboundMessage, Rejected, Telemetry
 from edgewatch.schema import dead_letter_line, ingest_stats_line, message_lines, state_lines
 from ingest.stats import IngestStats
@@ -67,15 +72,11 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
     try:
         lines = tuple(message_lines(decoded))
         state = tuple(state_lines(decoded, heard_ns(decoded, message)))
-    except ValueError as exc:
+    except Exception as exc:
         # The decoder should make this impossible; if it ever is not, the message is
-        # dead-lettered instead of stopping the ingest.
-        rejected = Rejected(
-            topic=message.topic,
-            code=REJECT_SCHEMA,
-            reason=f"cannot be written as line protocol: {exc}",
-            payload_excerpt=payload_excerpt(message.payload),
-            received_ns=message.received_ns,
+        # dead-lettered (code `internal`) instead of stopping the ingest.
+        rejected = internal_rejection(
+            message.topic, message.payload, message.received_ns, exc, "line protocol"
         )
         return dead_letter_entry(rejected, ack_token=message.ack_token, payload=message.payload)
     return Entry(
