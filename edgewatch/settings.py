@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
     session_max_age_seconds: float = Field(8 * 3600, alias="EDGEWATCH_SESSION_MAX_AGE_SECONDS")
+    # Signs the sign-in cookie; absent: a random one kept beside the account store.
+    session_secret: SecretStr | None = Field(None, alias="EDGEWATCH_SESSION_SECRET")
+    # Mark the cookie Secure (sent over HTTPS only): set when the dashboard is behind TLS.
+    session_cookie_secure: bool = Field(False, alias="EDGEWATCH_SESSION_COOKIE_SECURE")
 
     # Local stack
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
     def users_path(self) -> Path:
         """The dashboard's local account store (used when no identity provider is set)."""
         return self.users_file or self.state_dir / "users.json"
+
+    @property
+    def session_secret_path(self) -> Path:
+        """Where the cookie-signing key is kept when EDGEWATCH_SESSION_SECRET is not set."""
+        return self.users_path.with_name("session-secret")
 
     @property
     def mqtt_connect_port(self) -> int:

@@ -16,11 +16,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from dashboard.auth import UserStore
+from dashboard.session_token import COOKIE_NAME
 from stack.processes import free_port
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
@@ -206,3 +208,65 @@ def test_selecting_a_device_row_opens_its_detail_page(page: Page, dashboard_url:
     )
     assert "site=" in page.url and "device=" in page.url
     assert_no_errors(page, "device after drill-down")
+
+
+def _session_cookie(context: BrowserContext) -> dict[str, Any] | None:
+    for cookie in context.cookies():
+        if cookie["name"] == COOKIE_NAME:
+            return dict(cookie)
+    return None
+
+
+def _wait_for_session_cookie(page: Page) -> dict[str, Any]:
+    page.wait_for_function(f"() => document.cookie.includes('{COOKIE_NAME}=')", timeout=30_000)
+    cookie = _session_cookie(page.context)
+    assert cookie is not None
+    return cookie
+
+
+def test_sign_in_survives_reloads_tabs_and_deep_links_until_sign_out(dashboard_url: str) -> None:
+    deep_link = dashboard_url + "/alerts"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1200})
+            first = context.new_page()
+            open_signed_in(first, dashboard_url + "/", "Fleet overview")
+            cookie = _wait_for_session_cookie(first)
+            assert OPERATOR[1] not in cookie["value"]
+
+            first.reload()
+            wait_for_page(first, "Fleet overview")
+            assert first.get_by_role("button", name="Sign in").count() == 0
+
+            second = context.new_page()
+            second.goto(deep_link)
+            wait_for_page(second, "Alerts")
+            assert second.get_by_role("button", name="Sign in").count() == 0
+            second.close()
+
+            first.get_by_role("button", name="Sign out").click()
+            expect(first.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+            # A cookie copied before the sign-out (another browser, a stolen copy) is dead too.
+            other = browser.new_context()
+            other.add_cookies([cookie])  # type: ignore[list-item]
+            for page in (context.new_page(), other.new_page()):
+                page.goto(deep_link)
+                expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+                assert page.get_by_role("heading", name="Alerts", exact=True).count() == 0
+            other.close()
+
+            # Sign in again, then alter the cookie's payload: refused, back to the sign-in.
+            open_signed_in(first, deep_link, "Alerts")
+            fresh = _wait_for_session_cookie(first)
+            payload, _, signature = fresh["value"].partition(".")
+            swapped = "A" if payload[5] != "A" else "B"
+            tampered = {**fresh, "value": f"{payload[:5]}{swapped}{payload[6:]}.{signature}"}
+            context.clear_cookies()
+            context.add_cookies([tampered])  # type: ignore[list-item]
+            page = context.new_page()
+            page.goto(deep_link)
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("no longer valid")).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
