@@ -97,7 +97,7 @@ def _cookie_claims(settings: Settings, store: UserStore) -> SessionClaims | None
     """The session the request's cookie proves, or None (a refused cookie is remembered so
     the sign-in form can say so)."""
     token = st.context.cookies.get(COOKIE_NAME)
-    if not token or st.session_state.get(COOKIE_CLEAR_KEY):
+    if not isinstance(token, str) or not token or st.session_state.get(COOKIE_CLEAR_KEY):
         return None
     try:
         claims = verify_token(token, _secret(settings), time.time())
@@ -223,7 +223,7 @@ def may_have_user(settings: Settings) -> bool:
     if SESSION_USER_KEY in st.session_state:
         return True
     token = st.context.cookies.get(COOKIE_NAME)
-    if not token or st.session_state.get(COOKIE_CLEAR_KEY):
+    if not isinstance(token, str) or not token or st.session_state.get(COOKIE_CLEAR_KEY):
         return False
     try:
         verify_token(token, _secret(settings), time.time())
