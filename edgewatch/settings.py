@@ -41,7 +41,13 @@ class Settings(BaseSettings):
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_tls_ca: Path | None = Field(None, alias="MQTT_TLS_CA")
+    # The TLS listener that requires a device certificate (its CN is the user name).
     mqtt_tls_port: int = Field(8883, alias="MQTT_TLS_PORT")
+    # TLS with a user name and password: services, and devices that cannot hold a certificate.
+    mqtt_tls_password_port: int = Field(8884, alias="MQTT_TLS_PASSWORD_PORT")
+    # This client's certificate and key (from `edgewatch stack certs issue`): connect with them.
+    mqtt_tls_cert: Path | None = Field(None, alias="MQTT_TLS_CERT")
+    mqtt_tls_key: Path | None = Field(None, alias="MQTT_TLS_KEY")
     mqtt_topic_root: str = Field(DEFAULT_TOPIC_ROOT, alias="MQTT_TOPIC_ROOT")
     mqtt_client_id: str = Field("edgewatch-ingest", alias="MQTT_CLIENT_ID")
     mqtt_share_group: str | None = Field(None, alias="MQTT_SHARE_GROUP")
@@ -99,8 +105,11 @@ class Settings(BaseSettings):
 
     @property
     def mqtt_connect_port(self) -> int:
-        """The port clients connect to: the TLS listener whenever a CA is configured."""
-        return self.mqtt_tls_port if self.mqtt_tls_ca is not None else self.mqtt_port
+        """The port clients connect to: with a CA configured, the certificate listener when
+        this client has a certificate, else the password TLS listener; else the plain one."""
+        if self.mqtt_tls_ca is None:
+            return self.mqtt_port
+        return self.mqtt_tls_port if self.mqtt_tls_cert is not None else self.mqtt_tls_password_port
 
     def token_value(self) -> str:
         """The InfluxDB token, or a clear error naming the fix."""
