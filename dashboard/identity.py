@@ -89,8 +89,14 @@ def _forget_session() -> None:
 
 
 def _secret(settings: Settings) -> bytes:
+    """The cookie-signing key; a bad one stops the page with the fix, never a traceback."""
     configured = settings.session_secret.get_secret_value() if settings.session_secret else None
-    return session_secret(configured, settings.session_secret_path)
+    try:
+        return session_secret(configured, settings.session_secret_path)
+    except (ValueError, OSError) as exc:
+        st.error(f"Sign-in is not possible: {exc}")
+        st.stop()
+        raise AssertionError("unreachable: st.stop() ends the run") from exc  # pragma: no cover
 
 
 def _cookie_claims(settings: Settings, store: UserStore) -> SessionClaims | None:

@@ -22,6 +22,7 @@ pages = [
 # Navigation is declared on every run so a link (/alerts, /trends?...) survives the sign-in;
 # it stays hidden, and `ui.context` stops the run at the sign-in form, until there is a user.
 page = st.navigation(pages, position="sidebar" if ui.signed_in_hint() else "hidden")
+ui.narrow_layout()
 settings, _, user = ui.context()
 # After a sign-in, the browser keeps the session in a signed cookie (reloads, tabs, links).
 write_session_cookie(settings)
