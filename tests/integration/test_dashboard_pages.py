@@ -462,3 +462,25 @@ def test_the_audit_trail_exports_every_kind_of_operator_action(
     assert target in review["details"]
     assert (retire["who"], retire["what"], retire["action"]) == ("ana", "device", "retire")
     assert retire["note"] == "replaced by cam-4" and retire["details"] == "reason=hardware"
+
+
+def test_device_and_trends_open_on_what_matters_with_nothing_named(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    at = open_app(monkeypatch, db.env()).run()
+    at.switch_page("app_pages/device.py").run()
+    assert_clean(at)
+    # Two open critical alerts; dt-hamburg/cam-2's has been open longest.
+    assert (at.query_params["site"], at.query_params["device"]) == ("dt-hamburg", "cam-2")
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    names = {t["name"] for figure in figures for t in figure["data"]}
+    assert {"dt-hamburg/cam-2", "alert raised"} <= names
+
+    at.switch_page("app_pages/trends.py").run()
+    assert_clean(at)
+    chosen = at.multiselect(key="trends_devices").value
+    assert chosen[:2] == ["dt-berlin/cam-1", "dt-hamburg/cam-2"]  # the critical ones first
+    assert at.selectbox(key="trends_metric").value == "cpu_temp_c"  # overheat -> temperature
+    assert at.selectbox(key="trends_range").value == "24 h"
+    assert at.query_params["metric"] == "cpu_temp_c"
