@@ -176,7 +176,7 @@ def write_session_cookie(settings: Settings) -> None:
         manager.set(
             COOKIE_NAME,
             "",
-            key="auth_cookie_clear",
+            key="auth_cookie_expire",
             expires_at=datetime(1970, 1, 2, tzinfo=UTC),
             same_site="lax",
         )

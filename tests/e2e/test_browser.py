@@ -296,6 +296,9 @@ def test_sign_in_survives_reloads_tabs_and_deep_links_until_sign_out(
 
         first.get_by_role("button", name="Sign out").click()
         expect(first.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        first.wait_for_timeout(1500)  # the cookie is overwritten by the run after sign-out
+        assert_no_errors(first, "sign-in form after sign-out")
+        assert _session_cookie(context) is None  # the browser no longer holds it
         # A cookie copied before the sign-out (another browser, a stolen copy) is dead too.
         other = browser.new_context()
         other.add_cookies([cookie])  # type: ignore[list-item]
