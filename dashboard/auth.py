@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -96,7 +97,9 @@ class UserStore:
             raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes")
         data = self._load()
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode()
-        data[name] = {"role": role, "hash": hashed}
+        # Re-creating a user ends the sessions signed in under the old password.
+        generation = _generation(data.get(name)) + 1 if name in data else 0
+        data[name] = {"role": role, "hash": hashed, "generation": str(generation)}
         self._save(data)
         return User(name, role)
 
@@ -111,6 +114,21 @@ class UserStore:
         entry = self._load().get(name)
         return None if entry is None else cast(Role, entry["role"])
 
+    def generation_of(self, name: str) -> int | None:
+        """The user's session generation (None: no such user). A session cookie is valid only
+        while its generation is the current one."""
+        entry = self._load().get(name)
+        return None if entry is None else _generation(entry)
+
+    def end_sessions(self, name: str) -> None:
+        """Sign the user out everywhere: every session issued so far stops being current."""
+        data = self._load()
+        entry = data.get(name)
+        if entry is None:
+            return
+        entry["generation"] = str(_generation(entry) + 1)
+        self._save(data)
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if name and password match, else None (never says which was wrong)."""
         entry = self._load().get(name)
@@ -121,3 +139,26 @@ class UserStore:
         if not bcrypt.checkpw(candidate, entry["hash"].encode()):
             return None
         return User(name, cast(Role, entry["role"]))
+
+
+def _generation(entry: dict[str, str] | None) -> int:
+    # Stores written before sessions had generations have none: that is generation 0.
+    return 0 if entry is None else int(entry.get("generation", "0"))
+
+
+SESSION_SECRET_BYTES = 32
+
+
+def session_secret(configured: str | None, path: Path) -> bytes:
+    """The key that signs session cookies: the configured one, else the one in `path`, made
+    (random, 0600) the first time. Never in git: `path` sits beside the account store."""
+    if configured:
+        if len(configured.encode()) < SESSION_SECRET_BYTES:
+            raise ValueError(
+                f"EDGEWATCH_SESSION_SECRET must have at least {SESSION_SECRET_BYTES} characters"
+                " (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return configured.encode()
+    if not path.exists():
+        write_private_file(path, secrets.token_hex(SESSION_SECRET_BYTES))
+    return path.read_text().strip().encode()

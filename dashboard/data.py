@@ -955,6 +955,15 @@ class FleetStore:
             counts[code] = counts.get(code, 0) + int(row["_value"])
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
+    # -- audit
+
+    def audit_rows(self, time_range: TimeRange) -> list[dict[str, Any]]:
+        """Every operator action in the ops bucket over the range (see dashboard/audit.py)."""
+        return self._query(
+            "audit_trail",
+            {"bucket": self._conn.bucket_ops, "start": time_range.start, "stop": time_range.stop},
+        )
+
 
 # ------------------------------------------------------------------- cached entry points
 
@@ -1066,3 +1075,8 @@ def record_action(
         user=user, alert=alert, action=action, note=note, snooze_until_ns=snooze_until_ns
     )
     load_alerts.clear()
+
+
+def load_audit_rows(connection: Connection, time_range: TimeRange) -> list[dict[str, Any]]:
+    """Not cached: an export must hold every action stored up to the moment it is made."""
+    return store_for(connection).audit_rows(time_range)

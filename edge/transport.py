@@ -117,6 +117,8 @@ class PahoTransport:
         username: str | None = None,
         password: str | None = None,
         tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
         max_in_flight: int = 20,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -128,7 +130,12 @@ class PahoTransport:
         self._infos: dict[int, mqtt.MQTTMessageInfo] = {}
         self._lock = threading.Lock()
         client = new_mqtt_client(
-            client_id=config.client_id, username=username, password=password, tls_ca=tls_ca
+            client_id=config.client_id,
+            username=username,
+            password=password,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         if config.will_topic is not None:
             client.will_set(
@@ -231,6 +238,9 @@ def paho_factory(
             username=settings.mqtt_username,
             password=password,
             tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+            # With a certificate the device signs in by it (MQTT_TLS_PORT), not by password.
+            tls_cert=str(settings.mqtt_tls_cert) if settings.mqtt_tls_cert else None,
+            tls_key=str(settings.mqtt_tls_key) if settings.mqtt_tls_key else None,
             max_in_flight=max_in_flight,
             logger=logger,
         )

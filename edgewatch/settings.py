@@ -41,7 +41,13 @@ class Settings(BaseSettings):
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_tls_ca: Path | None = Field(None, alias="MQTT_TLS_CA")
+    # The TLS listener that requires a device certificate (its CN is the user name).
     mqtt_tls_port: int = Field(8883, alias="MQTT_TLS_PORT")
+    # TLS with a user name and password: services, and devices that cannot hold a certificate.
+    mqtt_tls_password_port: int = Field(8884, alias="MQTT_TLS_PASSWORD_PORT")
+    # This client's certificate and key (from `edgewatch stack certs issue`): connect with them.
+    mqtt_tls_cert: Path | None = Field(None, alias="MQTT_TLS_CERT")
+    mqtt_tls_key: Path | None = Field(None, alias="MQTT_TLS_KEY")
     mqtt_topic_root: str = Field(DEFAULT_TOPIC_ROOT, alias="MQTT_TOPIC_ROOT")
     mqtt_client_id: str = Field("edgewatch-ingest", alias="MQTT_CLIENT_ID")
     mqtt_share_group: str | None = Field(None, alias="MQTT_SHARE_GROUP")
@@ -80,6 +86,10 @@ class Settings(BaseSettings):
     auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
     session_max_age_seconds: float = Field(8 * 3600, alias="EDGEWATCH_SESSION_MAX_AGE_SECONDS")
+    # Signs the sign-in cookie; absent: a random one kept beside the account store.
+    session_secret: SecretStr | None = Field(None, alias="EDGEWATCH_SESSION_SECRET")
+    # Mark the cookie Secure (sent over HTTPS only): set when the dashboard is behind TLS.
+    session_cookie_secure: bool = Field(False, alias="EDGEWATCH_SESSION_COOKIE_SECURE")
 
     # Local stack
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
@@ -92,9 +102,17 @@ class Settings(BaseSettings):
         return self.users_file or self.state_dir / "users.json"
 
     @property
+    def session_secret_path(self) -> Path:
+        """Where the cookie-signing key is kept when EDGEWATCH_SESSION_SECRET is not set."""
+        return self.users_path.with_name("session-secret")
+
+    @property
     def mqtt_connect_port(self) -> int:
-        """The port clients connect to: the TLS listener whenever a CA is configured."""
-        return self.mqtt_tls_port if self.mqtt_tls_ca is not None else self.mqtt_port
+        """The port clients connect to: with a CA configured, the certificate listener when
+        this client has a certificate, else the password TLS listener; else the plain one."""
+        if self.mqtt_tls_ca is None:
+            return self.mqtt_port
+        return self.mqtt_tls_port if self.mqtt_tls_cert is not None else self.mqtt_tls_password_port
 
     def token_value(self) -> str:
         """The InfluxDB token, or a clear error naming the fix."""

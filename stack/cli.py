@@ -21,13 +21,20 @@ from stack.local_stack import (
     dotenv_lines,
     load_service_passwords,
     reload_broker,
+    restart_broker,
     say,
     stack_down,
     stack_status,
     stack_up,
 )
 from stack.processes import LOOPBACK
-from stack.security import create_certificates, device_account, gateway_account
+from stack.security import (
+    create_certificates,
+    device_account,
+    gateway_account,
+    issue_device_certificate,
+    revoke_device_certificate,
+)
 
 EXIT_UNHEALTHY = 1
 
@@ -91,7 +98,36 @@ def cmd_account_add(args: argparse.Namespace) -> int:
     print(f"MQTT_USERNAME={account.username}")
     print(f"MQTT_PASSWORD={password}")
     print(f"MQTT_TLS_CA={paths.ca_cert}")
-    print(f"MQTT_TLS_PORT={settings.mqtt_tls_port}")
+    print(f"MQTT_TLS_PASSWORD_PORT={settings.mqtt_tls_password_port}")
+    return 0
+
+
+def cmd_certs_issue(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    paths = StackPaths(settings.state_dir)
+    create_certificates(paths.pki_dir)
+    issued = issue_device_certificate(paths.pki_dir, args.site, args.device)
+    store = account_store(settings, paths)
+    if issued.common_name not in {a.username for a in store.accounts()}:
+        # The ACL is per account name: a certificate-only device gets an account whose
+        # password nobody is told (it signs in by certificate alone).
+        store.add(device_account(args.site, args.device))
+        reload_broker(settings, paths)
+    say(f"issued {issued.common_name} (serial {issued.serial:x}), key {issued.key} (mode 0600)")
+    prefix = "export " if args.export else ""
+    print(f"{prefix}MQTT_TLS_CERT={issued.certificate}")
+    print(f"{prefix}MQTT_TLS_KEY={issued.key}")
+    print(f"{prefix}MQTT_TLS_CA={issued.ca}")
+    print(f"{prefix}MQTT_TLS_PORT={settings.mqtt_tls_port}")
+    return 0
+
+
+def cmd_certs_revoke(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    paths = StackPaths(settings.state_dir)
+    serial = revoke_device_certificate(paths.pki_dir, args.site, args.device)
+    say(f"revoked the certificate of {args.site}/{args.device} (serial {serial:x})")
+    restart_broker(settings, paths)
     return 0
 
 
@@ -209,6 +245,7 @@ def register_stack(subparsers: SubParsers) -> None:
     )
     env.set_defaults(func=cmd_env)
     _register_accounts(actions)
+    _register_certs(actions)
     actions.add_parser(
         "bootstrap",
         help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "
@@ -249,3 +286,30 @@ def _register_accounts(actions: SubParsers) -> None:
     account_actions.add_parser("list", help="every account, its role and scope").set_defaults(
         func=cmd_account_list
     )
+
+
+def _register_certs(actions: SubParsers) -> None:
+    cert_actions = add_command_group(
+        actions,
+        "certs",
+        help="device certificates: one X.509 client certificate per device, from the device CA",
+        description="Device certificates for the broker's certificate listener (MQTT_TLS_PORT): "
+        "the subject CN is the device's account name, so its ACL applies.",
+    )
+    issue = cert_actions.add_parser(
+        "issue", help="make a key and a certificate for SITE DEVICE; prints where they are"
+    )
+    issue.add_argument("site")
+    issue.add_argument("device")
+    issue.add_argument(
+        "--export", action="store_true", help='prefix "export " for eval "$(...)" in a shell'
+    )
+    issue.set_defaults(func=cmd_certs_issue)
+    revoke = cert_actions.add_parser(
+        "revoke",
+        help="add the certificate of SITE DEVICE to the revocation list and restart the "
+        "running broker so it reads it",
+    )
+    revoke.add_argument("site")
+    revoke.add_argument("device")
+    revoke.set_defaults(func=cmd_certs_revoke)

@@ -5,7 +5,7 @@ makes the device CA and the broker's certificate, the broker accounts and ACL, b
 InfluxDB (buckets, rollup tasks, least-privilege tokens), and writes one directory per
 service under `<state>/compose/`, each holding only that service's secrets:
 
-- `mosquitto/`: ca.crt, server.crt, server.key, passwd, acl, health.password
+- `mosquitto/`: ca.crt, server.crt, server.key, crl.pem, passwd, acl, health.password
 - `ingest/`, `simulator/`, `dashboard/`: `env` (sourced by the image's entry point) and ca.crt
 
 Compose mounts each directory into its own service only (volume subpaths), so no service but
@@ -28,7 +28,7 @@ from stack.local_stack import (
     ensure_mqtt_security,
     save_service_passwords,
 )
-from stack.security import MqttAccount, create_certificates
+from stack.security import CRL_FILE, MqttAccount, create_certificates
 
 HEALTH_ACCOUNT = "health"
 SERVICE_CA_PATH = "/run/edgewatch/ca.crt"
@@ -66,7 +66,12 @@ def compose_init(
     )
     root = paths.state_dir / "compose"
     broker = root / "mosquitto"
-    for name, mode in (("ca.crt", 0o644), ("server.crt", 0o644), ("server.key", 0o600)):
+    for name, mode in (
+        ("ca.crt", 0o644),
+        ("server.crt", 0o644),
+        ("server.key", 0o600),
+        (CRL_FILE, 0o644),  # the certificate listener's revocation list
+    ):
         _copy(paths.pki_dir / name, broker / name, uid=mosquitto_uid, mode=mode)
     _copy(store.password_file, broker / "passwd", uid=mosquitto_uid, mode=0o600)
     _copy(store.acl_file, broker / "acl", uid=mosquitto_uid, mode=0o600)

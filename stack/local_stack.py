@@ -7,8 +7,9 @@ Touches: those files and the processes it started itself (found again by pid fil
 cmdline). The CLI (`stack/cli.py`), the compose secrets (`compose_init.py`) and the demo
 (`demo.py`) all call this module; it calls none of them.
 
-The broker is secure by default: TLS on MQTT_TLS_PORT, and an authenticated plain listener on
-MQTT_PORT bound to loopback for development. Every client needs an account; each account may
+The broker is secure by default: TLS with a device certificate on MQTT_TLS_PORT, TLS with a
+password on MQTT_TLS_PASSWORD_PORT, and an authenticated plain listener on MQTT_PORT bound to
+loopback for development. Every client needs an account; each account may
 do only what its role needs (stack/security.py).
 """
 
@@ -150,6 +151,7 @@ def service_environment(
         "mqtt_host": settings.mqtt_host,
         "mqtt_port": settings.mqtt_port,
         "mqtt_tls_port": settings.mqtt_tls_port,
+        "mqtt_tls_password_port": settings.mqtt_tls_password_port,
         "mqtt_topic_root": settings.mqtt_topic_root,
         "influxdb_url": settings.influxdb_url,
         "influxdb_org": creds.org,
@@ -255,7 +257,8 @@ def stack_services(settings: Settings, paths: StackPaths, influxd: Path | None) 
     url = f"http://{LOOPBACK}:{influx_port}"
 
     def make_mosquitto() -> ManagedProcess:
-        check_port_free(settings.mqtt_tls_port, host=LOOPBACK, env_var=env_name("mqtt_tls_port"))
+        for field in ("mqtt_tls_port", "mqtt_tls_password_port"):
+            check_port_free(getattr(settings, field), host=LOOPBACK, env_var=env_name(field))
         store = account_store(settings, paths)
         return MosquittoProcess(
             port=settings.mqtt_port,
@@ -264,6 +267,7 @@ def stack_services(settings: Settings, paths: StackPaths, influxd: Path | None) 
             log_path=paths.log_file("mosquitto"),
             listener_conf=secure_listener_conf(
                 tls_port=settings.mqtt_tls_port,
+                password_tls_port=settings.mqtt_tls_password_port,
                 plain_port=settings.mqtt_port,
                 cert_dir=paths.pki_dir.resolve(),
                 password_file=store.password_file.resolve(),
@@ -363,7 +367,9 @@ def stack_up(settings: Settings) -> StackCredentials:
         settings, paths, url=f"http://{LOOPBACK}:{influxdb_port(settings.influxdb_url)}"
     )
     print(
-        f"mosquitto  mqtts://{LOOPBACK}:{settings.mqtt_tls_port} (TLS, CA {paths.ca_cert})"
+        f"mosquitto  mqtts://{LOOPBACK}:{settings.mqtt_tls_port} (TLS, device certificate;"
+        f" CA {paths.ca_cert})"
+        f"  mqtts://{LOOPBACK}:{settings.mqtt_tls_password_port} (TLS, password)"
         f"  mqtt://{LOOPBACK}:{settings.mqtt_port} (loopback, development)"
         f"  data {paths.data_dir('mosquitto')}"
     )
@@ -414,3 +420,19 @@ def reload_broker(settings: Settings, paths: StackPaths) -> None:
         if pid is not None:
             os.kill(pid, signal.SIGHUP)
             say(f"mosquitto (pid {pid}) reloaded its accounts")
+
+
+def restart_broker(settings: Settings, paths: StackPaths) -> None:
+    """Mosquitto reads its CRL only when a listener starts: restart our running broker so a
+    revocation takes effect. Persistent sessions and queued messages are on disk and kept."""
+    for service in stack_services(settings, paths, None):
+        if service.name != "mosquitto":
+            continue
+        pid = running_pid(paths, service)
+        if pid is None:
+            say("mosquitto is not running: it reads the new revocation list when it starts")
+            return
+        terminate_pid(pid)
+        paths.pid_file(service.name).unlink(missing_ok=True)
+        _start_service(paths, service)
+        say(f"mosquitto restarted (was pid {pid}) to read the revocation list")

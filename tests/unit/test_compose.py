@@ -154,6 +154,13 @@ def test_compose_broker_requires_accounts_and_offers_tls() -> None:
     assert "allow_anonymous false" in conf
     assert "listener 8883 0.0.0.0" in conf
     assert "tls_version tlsv1.2" in conf
+    # Devices by certificate on 8883 (CN as user name, revocation list), passwords on 8884.
+    cert_listener = conf[conf.index("listener 8883 0.0.0.0") :]
+    cert_listener = cert_listener[: cert_listener.index("listener 8884 0.0.0.0")]
+    for line in ("require_certificate true", "use_identity_as_username true"):
+        assert line in cert_listener
+    assert "crlfile /mosquitto/secrets/crl.pem" in cert_listener
     # The only plain listener is the container's own loopback.
-    plain = [line for line in conf if line.startswith("listener ") and "8883" not in line]
+    tls = ("listener 8883 0.0.0.0", "listener 8884 0.0.0.0")
+    plain = [line for line in conf if line.startswith("listener ") and line not in tls]
     assert plain == ["listener 1883 127.0.0.1"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
+from edgewatch.settings import load_settings
 from shared.mqtt_client import TLS_MINIMUM_VERSION, new_mqtt_client, tls_context
 from shared.private_file import write_private_file
 from stack.security import create_certificates
@@ -62,3 +63,18 @@ def test_the_factory_sets_what_it_is_given(tmp_path: Path) -> None:
     plain = new_mqtt_client(client_id="bench", protocol=MQTTProtocolVersion.MQTTv311)
     assert plain._ssl_context is None and plain._username is None
     assert plain._protocol == MQTTProtocolVersion.MQTTv311
+
+
+def test_a_client_certificate_needs_its_key_and_the_ca(tmp_path: Path) -> None:
+    create_certificates(tmp_path)
+    with pytest.raises(ValueError, match="MQTT_TLS_KEY"):
+        tls_context(tmp_path / "ca.crt", tmp_path / "device.crt", None)
+    with pytest.raises(ValueError, match="MQTT_TLS_CA"):
+        new_mqtt_client(client_id="d", tls_cert=tmp_path / "device.crt")
+
+
+def test_clients_connect_to_the_listener_that_matches_how_they_sign_in() -> None:
+    assert load_settings(mqtt_port=1).mqtt_connect_port == 1
+    with_ca = {"mqtt_tls_ca": Path("/ca"), "mqtt_tls_port": 2, "mqtt_tls_password_port": 3}
+    assert load_settings(**with_ca).mqtt_connect_port == 3
+    assert load_settings(**with_ca, mqtt_tls_cert=Path("/c")).mqtt_connect_port == 2

@@ -150,6 +150,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "MQTT_HOST",
         "MQTT_PORT",
         "MQTT_TLS_PORT",
+        "MQTT_TLS_PASSWORD_PORT",
         "MQTT_TLS_CA",
         "MQTT_TOPIC_ROOT",
         "MQTT_USERNAME",
