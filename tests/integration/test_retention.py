@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
+from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import TimeRange
 from edgewatch.alerts import alert_id
 from edgewatch.health import DeviceHealth, HealthState
@@ -74,6 +74,7 @@ def open_app(
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state[SESSION_USER_KEY] = user
     at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+    at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
     return at
 
 
