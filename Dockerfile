@@ -8,14 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     EDGEWATCH_STATE_DIR=/state
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY edgewatch ./edgewatch
+COPY shared ./shared
 COPY ingest ./ingest
 COPY edge ./edge
 COPY dashboard ./dashboard
 COPY stack ./stack
 COPY bench ./bench
-RUN pip install . \
+# The runtime dependencies at the versions the tests passed with (the lock also pins the
+# dev tools, which a constraints file does not install).
+RUN pip install -c requirements.lock . \
     && useradd --system --uid 10001 --home-dir /app edgewatch \
     && mkdir -p /state /users /run/edgewatch \
     && chown edgewatch /state /users

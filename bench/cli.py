@@ -136,32 +136,24 @@ def _failed(error: BaseException) -> dict[str, Any]:
     return {"ok": False, "error": str(error)}
 
 
-def run_bench(
+def _results_header(
     *,
     profile: Profile,
     parts: tuple[str, ...],
     mode: str,
     command: str,
-    progress: Progress,
+    influxd: Path,
+    telegraf: Path | None,
 ) -> dict[str, Any]:
-    started = time.monotonic()
-    settings = load_settings()
-    influxd = ensure_influxd(settings.cache_dir, settings.influxdb_version, progress=progress)
-    telegraf = Path()
-    if "telegraf" in parts:
-        telegraf = ensure_telegraf(settings.cache_dir, TELEGRAF_VERSION, progress=progress)
-    results: dict[str, Any] = {
+    """What a results file says about the run itself: when, where, which versions, config."""
+    return {
         "schema_version": SCHEMA_VERSION,
         "mode": mode,
         "date": datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "parts": list(parts),
         "machine": machine(),
-        "versions": versions(
-            influxd=influxd,
-            telegraf=telegraf if "telegraf" in parts else None,
-            telegraf_version=TELEGRAF_VERSION,
-        ),
+        "versions": versions(influxd=influxd, telegraf=telegraf, telegraf_version=TELEGRAF_VERSION),
         "config": {
             "messages": profile.messages,
             "devices": profile.devices,
@@ -176,6 +168,81 @@ def run_bench(
         "ceilings": {},
         "scenarios": {},
     }
+
+
+def _run_ceilings(
+    influxd: Path, payloads: Path, profile: Profile, progress: Progress
+) -> dict[str, Any]:
+    # Imported late: the ceilings module pulls in the publisher helpers.
+    from bench.ceilings import broker_ceiling, database_ceiling  # noqa: PLC0415
+
+    ceilings: dict[str, Any] = {}
+    with bench_env(influxd_binary=influxd, name="ceilings", progress=progress) as env:
+        for key, fn in (("database", database_ceiling), ("broker", broker_ceiling)):
+            try:
+                ceilings[key] = fn(
+                    env,
+                    payloads=payloads,
+                    root=TOPIC_ROOT,
+                    messages=profile.messages,
+                    progress=progress,
+                )
+            except (RunFailedError, RuntimeError, OSError) as exc:
+                progress(f"{key} ceiling FAILED: {exc}")
+                ceilings[key] = _failed(exc)
+    return ceilings
+
+
+def _run_scenarios(
+    influxd: Path, telegraf: Path, plan: LoadPlan, parts: tuple[str, ...], progress: Progress
+) -> dict[str, Any]:
+    scenarios: list[tuple[str, str, Any]] = [
+        ("edgewatch", "1 ingest process",
+         lambda env, bucket: ingest_processes(env, bucket=bucket, root=TOPIC_ROOT, replicas=1)),
+        ("edgewatch_x2", "2 ingest replicas, shared subscription",
+         lambda env, bucket: ingest_processes(env, bucket=bucket, root=TOPIC_ROOT, replicas=2)),
+        ("telegraf", f"Telegraf {TELEGRAF_VERSION}",
+         lambda env, bucket: telegraf_processes(
+             env, bucket=bucket, root=TOPIC_ROOT, binary=telegraf)),
+    ]  # fmt: skip
+    results: dict[str, Any] = {}
+    for name, description, factory in scenarios:
+        if name not in parts:
+            continue
+        with bench_env(influxd_binary=influxd, name=name, progress=progress) as env:
+            results[name] = run_scenario(
+                env,
+                name=name,
+                description=description,
+                factory=factory,
+                plan=plan,
+                progress=progress,
+            )
+    return results
+
+
+def run_bench(
+    *,
+    profile: Profile,
+    parts: tuple[str, ...],
+    mode: str,
+    command: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    settings = load_settings()
+    influxd = ensure_influxd(settings.cache_dir, settings.influxdb_version, progress=progress)
+    telegraf = Path()
+    if "telegraf" in parts:
+        telegraf = ensure_telegraf(settings.cache_dir, TELEGRAF_VERSION, progress=progress)
+    results = _results_header(
+        profile=profile,
+        parts=parts,
+        mode=mode,
+        command=command,
+        influxd=influxd,
+        telegraf=telegraf if "telegraf" in parts else None,
+    )
     with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
         payloads = Path(tmp) / "payloads.tsv"
         progress(f"generating {profile.messages:,} messages from {profile.devices:,} devices")
@@ -196,44 +263,9 @@ def run_bench(
             latency_rate=profile.latency_rate,
             latency_seconds=profile.latency_seconds,
         )
-        # Imported late: the ceilings module pulls in the publisher helpers.
-        from bench.ceilings import broker_ceiling, database_ceiling  # noqa: PLC0415
-
         if "ceilings" in parts:
-            with bench_env(influxd_binary=influxd, name="ceilings", progress=progress) as env:
-                for key, fn in (("database", database_ceiling), ("broker", broker_ceiling)):
-                    try:
-                        results["ceilings"][key] = fn(
-                            env,
-                            payloads=payloads,
-                            root=TOPIC_ROOT,
-                            messages=profile.messages,
-                            progress=progress,
-                        )
-                    except (RunFailedError, RuntimeError, OSError) as exc:
-                        progress(f"{key} ceiling FAILED: {exc}")
-                        results["ceilings"][key] = _failed(exc)
-        scenarios: list[tuple[str, str, Any]] = [
-            ("edgewatch", "1 ingest process",
-             lambda env, bucket: ingest_processes(env, bucket=bucket, root=TOPIC_ROOT, replicas=1)),
-            ("edgewatch_x2", "2 ingest replicas, shared subscription",
-             lambda env, bucket: ingest_processes(env, bucket=bucket, root=TOPIC_ROOT, replicas=2)),
-            ("telegraf", f"Telegraf {TELEGRAF_VERSION}",
-             lambda env, bucket: telegraf_processes(
-                 env, bucket=bucket, root=TOPIC_ROOT, binary=telegraf)),
-        ]  # fmt: skip
-        for name, description, factory in scenarios:
-            if name not in parts:
-                continue
-            with bench_env(influxd_binary=influxd, name=name, progress=progress) as env:
-                results["scenarios"][name] = run_scenario(
-                    env,
-                    name=name,
-                    description=description,
-                    factory=factory,
-                    plan=plan,
-                    progress=progress,
-                )
+            results["ceilings"] = _run_ceilings(influxd, payloads, profile, progress)
+        results["scenarios"] = _run_scenarios(influxd, telegraf, plan, parts, progress)
     if "queries" in parts:
         with bench_env(influxd_binary=influxd, name="queries", progress=progress) as env:
             try:

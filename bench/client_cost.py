@@ -12,7 +12,6 @@ limit. Touches: its own Mosquitto on a free loopback port and a temp dir.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import threading
@@ -22,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgewatch.contract import decode_message
+from edgewatch.encode import encode_payload, reading_body
 from edgewatch.models import Rejected
 from edgewatch.schema import message_lines
+from shared.mqtt_client import new_mqtt_client
 from stack.processes import MosquittoProcess, free_port
 
 ROOT = "bench"
@@ -37,12 +37,7 @@ DRAIN_TIMEOUT_SECONDS = 300.0
 
 
 def _client(port: int, client_id: str, *, manual_ack: bool) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=manual_ack,
-    )
+    client = new_mqtt_client(client_id=client_id, manual_ack=manual_ack)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20000
@@ -51,9 +46,7 @@ def _client(port: int, client_id: str, *, manual_ack: bool) -> mqtt.Client:
 
 
 def _fill_backlog(port: int, count: int, payload: bytes) -> None:
-    publisher = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="bench-cost-pub", protocol=mqtt.MQTTv5
-    )
+    publisher = new_mqtt_client(client_id="bench-cost-pub")
     publisher.max_inflight_messages_set(1000)
     publisher.connect("127.0.0.1", port)
     publisher.loop_start()
@@ -101,9 +94,8 @@ def measure(count: int) -> dict[str, dict[str, float]]:
         time.sleep(0.5)
         subscriber.disconnect()
         subscriber.loop_stop()
-        payload = json.dumps(
-            {"ts": time.time(), "seq": 1, "metrics": {f"m{i}": 1.5 + i for i in range(10)}}
-        ).encode()
+        metrics = {f"m{i}": 1.5 + i for i in range(10)}
+        payload = encode_payload(reading_body(metrics, ts_ns=time.time_ns(), seq=1, epoch=True))
 
         def core(message: mqtt.MQTTMessage) -> object:
             decoded = decode_message(message.topic, bytes(message.payload), time.time_ns(), ROOT)

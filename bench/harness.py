@@ -19,15 +19,13 @@ from typing import Any
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from stack.bootstrap import BucketNames, InfluxApi, bootstrap
+from stack.ephemeral import DEFAULT_BUCKETS, DEFAULT_ORG, temp_dir
 from stack.processes import InfluxdProcess, MosquittoProcess, free_port
-from stack.testing import temp_dir
 
 logger = logging.getLogger(__name__)
 
-BENCH_ORG = "edgewatch"
-BENCH_BUCKETS = BucketNames(
-    raw="edgewatch", m1="edgewatch_1m", h1="edgewatch_1h", ops="edgewatch_ops"
-)
+BENCH_ORG = DEFAULT_ORG
+BENCH_BUCKETS = DEFAULT_BUCKETS
 QUERY_TIMEOUT_MS = 120_000
 
 Progress = Callable[[str], None]

@@ -19,17 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from bench.workload import (
     LATENCY_SITE,
     device_name,
-    encode,
     read_messages,
     reading,
     telemetry_topic,
 )
+from edgewatch.encode import encode_payload
+from shared.mqtt_client import new_mqtt_client
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 ACK_TIMEOUT_SECONDS = 120.0
@@ -42,9 +42,7 @@ class Publisher:
     """QoS 1 publishing with at most `window` messages not yet acknowledged by the broker."""
 
     def __init__(self, *, host: str, port: int, client_id: str, max_inflight: int) -> None:
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv311
-        )
+        self._client = new_mqtt_client(client_id=client_id, protocol=MQTTProtocolVersion.MQTTv311)
         self._client.max_inflight_messages_set(max_inflight)
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish
@@ -98,6 +96,19 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] publisher: {message}", file=sys.stderr, flush=True)
 
 
+def _wait_for_acks(pub: Publisher, *, first: float, probes: int) -> dict[str, float | int]:
+    """Wait until the broker acknowledged every message; the run's wall-clock marks."""
+    last = time.time()
+    pub.wait_all_acked()
+    return {
+        "published": pub.published,
+        "first_publish": first,
+        "last_publish": last,
+        "all_acked": time.time(),
+        "probes": probes,
+    }
+
+
 def publish_file(pub: Publisher, path: Path) -> dict[str, float | int]:
     messages = read_messages(path)
     total = len(messages)
@@ -109,15 +120,7 @@ def publish_file(pub: Publisher, path: Path) -> dict[str, float | int]:
             rate = pub.published / (time.time() - first)
             _progress(f"published {pub.published}/{total} ({rate:,.0f} msg/s)")
             next_report += PROGRESS_INTERVAL_SECONDS
-    last = time.time()
-    pub.wait_all_acked()
-    return {
-        "published": pub.published,
-        "first_publish": first,
-        "last_publish": last,
-        "all_acked": time.time(),
-        "probes": 0,
-    }
+    return _wait_for_acks(pub, first=first, probes=0)
 
 
 def rate_stream(*, root: str, devices: int, rate: float) -> Iterator[tuple[str, bool]]:
@@ -149,21 +152,13 @@ def publish_rate(
             topic, is_probe = next(stream)
             # Stamped with the publish time: the stored `_time` of a probe is when it left.
             body = reading(rng, round(time.time(), 6), pub.published)
-            pub.publish(topic, encode(body))
+            pub.publish(topic, encode_payload(body))
             probes += is_probe
         if time.monotonic() >= next_report:
             _progress(f"published {pub.published}/{total} at {rate:,.0f} msg/s")
             next_report += PROGRESS_INTERVAL_SECONDS
         time.sleep(0.002)
-    last = time.time()
-    pub.wait_all_acked()
-    return {
-        "published": pub.published,
-        "first_publish": first,
-        "last_publish": last,
-        "all_acked": time.time(),
-        "probes": probes,
-    }
+    return _wait_for_acks(pub, first=first, probes=probes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,22 @@ def fleet_lines(devices: int, now_s: int) -> Iterator[str]:
         yield f"ingest_stats,instance=ingest-1 received={k * 100}i,interval_s=5.0 {ts}"
 
 
+def fleet_state_lines(devices: int, now_s: int) -> Iterator[str]:
+    """The state bucket's side of `fleet_lines` (edgewatch.schema.state_lines): each birth at
+    its receipt time, and each device's last-seen point of the current hour."""
+    hour_s = now_s - now_s % 3600
+    for d in range(devices):
+        tags = _tags(d)
+        born = (now_s - 3600 - d % 60) * NS
+        yield (
+            f'device_status,{tags} state="online",interval_s=10.0,model="yolo-v8n",'
+            f'model_version="1.4.2",firmware="2.1.0",lat={48 + d % 10 * 0.01:.2f},'
+            f"lon={11 + d % 10 * 0.01:.2f},ts_ns={born}i {born}"
+        )
+        newest = (now_s - 30 + 2 * 10 - d % 10) * NS
+        yield f"device_last_seen,{tags} received_ns={newest}i,reading_ns={newest}i {hour_s * NS}"
+
+
 class Seeder:
     """Line protocol -> gzip batches -> `SEED_WRITERS` writers, with progress on stderr."""
 
@@ -224,6 +240,12 @@ def seed_all(
         label=f"fleet status and last readings ({cfg.fleet_devices} devices)",
         total=cfg.fleet_devices * 4 + 12,
     )
+    counts["fleet_state"] = seeder.seed(
+        env.buckets.state,
+        fleet_state_lines(cfg.fleet_devices, now_s),
+        label=f"fleet state ({cfg.fleet_devices} devices)",
+        total=cfg.fleet_devices * 2,
+    )
     return {"lines": counts, "seconds": time.monotonic() - started}
 
 
@@ -275,6 +297,7 @@ def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> 
         bucket_1m=env.buckets.m1,
         bucket_1h=env.buckets.h1,
         bucket_ops=env.buckets.ops,
+        bucket_state=env.buckets.state,
         timeout_s=120.0,
         ingest_interval_s=5.0,
     )
@@ -329,7 +352,7 @@ def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> 
             {
                 "query": "fleet_overview",
                 "range": "30 d lookback",
-                "source": "raw",
+                "source": "state",
                 "dashboard_default": True,
                 "devices": len(view.health),
                 "expected_devices": cfg.fleet_devices,

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTProtocolVersion
 
 from bench.harness import BenchEnv, Progress
 from bench.workload import COUNT_FIELD, LATENCY_SITE, METRIC_NAMES, WARMUP_SITE, warmup_message
+from shared.mqtt_client import new_mqtt_client
 
 COUNT_POLL_SECONDS = 0.25
 LATENCY_POLL_SECONDS = 0.05
@@ -83,9 +83,7 @@ class PublisherProcess:
 
 def publish_one(env: BenchEnv, topic: str, payload: bytes) -> None:
     """One QoS 1 message, acknowledged by the broker before this returns."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id="", protocol=MQTTProtocolVersion.MQTTv311
-    )
+    client = new_mqtt_client(client_id="", protocol=MQTTProtocolVersion.MQTTv311)
     client.connect(env.mosquitto.host, env.mosquitto.port)
     client.loop_start()
     try:

@@ -34,6 +34,7 @@ from bench.runner import (
     warm_up,
 )
 from bench.telegraf import TelegrafConfig, TelegrafProcess
+from edgewatch.settings import settings_env, without_settings
 from stack.processes import ManagedProcess
 
 MB = 1024 * 1024
@@ -82,26 +83,24 @@ class IngestProcess(ManagedProcess):
 def ingest_processes(
     env: BenchEnv, *, bucket: str, root: str, replicas: int
 ) -> list[ManagedProcess]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MQTT_", "INFLUXDB_", "EDGEWATCH_"))
-    }
+    base = without_settings(os.environ)
     base.update(
-        MQTT_HOST=env.mosquitto.host,
-        MQTT_PORT=str(env.mosquitto.port),
-        MQTT_TOPIC_ROOT=root,
-        INFLUXDB_V2_URL=env.url,
-        INFLUXDB_V2_ORG=env.org,
-        INFLUXDB_V2_TOKEN=env.token,
-        INFLUXDB_V2_BUCKET=bucket,
+        settings_env(
+            mqtt_host=env.mosquitto.host,
+            mqtt_port=env.mosquitto.port,
+            mqtt_topic_root=root,
+            influxdb_url=env.url,
+            influxdb_org=env.org,
+            influxdb_token=env.token,
+            influxdb_bucket=bucket,
+        )
     )
     procs: list[ManagedProcess] = []
     for index in range(1, replicas + 1):
         instance = f"bench-ingest-{index}"
-        environment = dict(base, MQTT_CLIENT_ID=instance, EDGEWATCH_INGEST_INSTANCE=instance)
+        environment = base | settings_env(mqtt_client_id=instance, ingest_instance=instance)
         if replicas > 1:
-            environment["MQTT_SHARE_GROUP"] = "edgewatch-bench"
+            environment |= settings_env(mqtt_share_group="edgewatch-bench")
         procs.append(
             IngestProcess(data_dir=env.root / "ingest", environment=environment, instance=instance)
         )

@@ -21,10 +21,8 @@ from pathlib import Path
 
 from stack.gobuild import (
     Progress,
-    build_with_progress,
     file_lock,
-    last_meaningful_line,
-    log_tail,
+    go_build_binary,
     writable_module_copy,
 )
 from stack.processes import ManagedProcess
@@ -75,7 +73,6 @@ def _wait_for_foreign_build(progress: Progress) -> None:
 def build_telegraf(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     """go mod download -> writable copy -> go build with our tags -> cache. A few minutes."""
     final = telegraf_path(cache_dir, version)
-    tmp = final.with_name(final.name + ".tmp")
     log = cache_dir / "build" / f"telegraf-{version}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -89,23 +86,18 @@ def build_telegraf(cache_dir: Path, version: str, *, progress: Progress) -> Path
         log=log,
         error=TelegrafBuildError,
     )
-    tmp.unlink(missing_ok=True)
-    cmd = ["go", "build", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/telegraf"]
     started = time.monotonic()
-    rc = build_with_progress(
-        cmd,
-        cwd=work,
+    go_build_binary(
+        "./cmd/telegraf",
+        work=work,
+        final=final,
+        build_args=["-tags", BUILD_TAGS],
         log=log,
-        what="building telegraf",
+        what=f"building telegraf {version}",
         progress=progress,
         interval_seconds=PROGRESS_INTERVAL_SECONDS,
+        error=TelegrafBuildError,
     )
-    if rc != 0 or not tmp.exists():
-        raise TelegrafBuildError(
-            f"building telegraf {version} failed (exit {rc}): "
-            f"{last_meaningful_line(log_tail(log))}; log: {log}"
-        )
-    tmp.rename(final)
     progress(f"telegraf {version} built in {time.monotonic() - started:.0f} s: {final}")
     return final
 

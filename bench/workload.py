@@ -4,18 +4,19 @@ Pure: the same arguments give the same messages, byte for byte. Each message is 
 `METRIC_NAMES` (nine numbers and a boolean, like an edge-AI camera box reports) from one of
 `devices` devices spread over sites; each device's readings are one second apart and end an
 hour before `now`, so every reading has its own series and time (a redelivery overwrites
-itself, never adds to the count) and is well inside the raw bucket's retention.
+itself, never adds to the count) and is well inside the raw bucket's retention. Payloads are
+the contract's own encoding (`edgewatch.encode`), as an edge agent sends them.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgewatch.contract import decode_message
+from edgewatch.encode import encode_payload, reading_body
 from edgewatch.models import Rejected
 from edgewatch.schema import message_lines
 
@@ -36,6 +37,7 @@ WARMUP_SITE = "warmup"
 LATENCY_SITE = "latency"
 SITES = 10
 END_BEFORE_NOW_SECONDS = 3600
+NS_PER_SECOND = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +51,17 @@ def device_name(index: int) -> tuple[str, str]:
     return f"site-{index % SITES:02d}", f"cam-{index:05d}"
 
 
+def _ts_ns(ts: float | int) -> int:
+    # Whole seconds exactly; a float to the microsecond, the finest the workload stamps.
+    if isinstance(ts, int):
+        return ts * NS_PER_SECOND
+    return round(ts * 1_000_000) * 1_000
+
+
 def reading(rng: random.Random, ts: float | int, seq: int) -> dict[str, object]:
-    """One reading of all metrics, plausible values, floats rounded like a device would."""
-    metrics: dict[str, object] = {
+    """One reading of all metrics at `ts` (epoch seconds), plausible values, floats rounded
+    like a device would."""
+    metrics: dict[str, float | bool] = {
         "cpu_temp_c": round(rng.uniform(40.0, 85.0), 2),
         "gpu_temp_c": round(rng.uniform(40.0, 90.0), 2),
         "cpu_util_pct": round(rng.uniform(5.0, 100.0), 1),
@@ -63,11 +73,8 @@ def reading(rng: random.Random, ts: float | int, seq: int) -> dict[str, object]:
         "power_w": round(rng.uniform(5.0, 30.0), 2),
         "camera_ok": rng.random() > 0.01,
     }
-    return {"ts": ts, "seq": seq, "metrics": metrics}
-
-
-def encode(body: dict[str, object]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    # Epoch seconds, the contract's other form: the Telegraf peer reads only that.
+    return reading_body(metrics, ts_ns=_ts_ns(ts), seq=seq, epoch=True)
 
 
 def telemetry_topic(root: str, site: str, device: str) -> str:
@@ -83,13 +90,13 @@ def generate(*, root: str, count: int, devices: int, now: int, seed: int = 7) ->
         device_index, step = index % devices, index // devices
         site, device = device_name(device_index)
         body = reading(rng, first_ts + step, step)
-        yield Message(telemetry_topic(root, site, device), encode(body))
+        yield Message(telemetry_topic(root, site, device), encode_payload(body))
 
 
 def warmup_message(root: str, ts: float) -> Message:
     """A reading outside the measured sites: shows the consumer is subscribed and writing."""
     body = reading(random.Random(0), round(ts, 6), 0)
-    return Message(telemetry_topic(root, WARMUP_SITE, "warmup-0"), encode(body))
+    return Message(telemetry_topic(root, WARMUP_SITE, "warmup-0"), encode_payload(body))
 
 
 def write_messages(path: Path, messages: Iterator[Message]) -> int:

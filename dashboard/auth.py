@@ -8,24 +8,32 @@ the login. Roles: `viewer` reads, `operator` also acts on alerts.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
 import bcrypt
 
+from shared.private_file import write_private_file
+
 Role = Literal["viewer", "operator"]
 ROLES: tuple[Role, ...] = ("viewer", "operator")
 USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_PASSWORD_CHARS = 8
-SESSION_MAX_AGE_SECONDS = 8 * 3600
 # bcrypt only reads the first 72 bytes; longer passwords would silently collide.
 MAX_PASSWORD_BYTES = 72
-# Checked against when the user is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"edgewatch-no-such-user", bcrypt.gensalt(rounds=12))
+BCRYPT_ROUNDS = 12
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Checked against when the user is unknown, so a wrong name costs as long as a wrong
+    password. Made on first use, not at import: importing the store costs no hash."""
+    return bcrypt.hashpw(b"edgewatch-no-such-user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +75,7 @@ class UserStore:
         return data
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
+        write_private_file(self.path, json.dumps(data, indent=2, sort_keys=True))
 
     def users(self) -> list[User]:
         return [User(name, cast(Role, e["role"])) for name, e in sorted(self._load().items())]
@@ -91,8 +96,10 @@ class UserStore:
         if len(password.encode()) > MAX_PASSWORD_BYTES:
             raise ValueError(f"the password must be at most {MAX_PASSWORD_BYTES} bytes")
         data = self._load()
-        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
-        data[name] = {"role": role, "hash": hashed}
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode()
+        # Re-creating a user ends the sessions signed in under the old password.
+        generation = _generation(data.get(name)) + 1 if name in data else 0
+        data[name] = {"role": role, "hash": hashed, "generation": str(generation)}
         self._save(data)
         return User(name, role)
 
@@ -107,13 +114,51 @@ class UserStore:
         entry = self._load().get(name)
         return None if entry is None else cast(Role, entry["role"])
 
+    def generation_of(self, name: str) -> int | None:
+        """The user's session generation (None: no such user). A session cookie is valid only
+        while its generation is the current one."""
+        entry = self._load().get(name)
+        return None if entry is None else _generation(entry)
+
+    def end_sessions(self, name: str) -> None:
+        """Sign the user out everywhere: every session issued so far stops being current."""
+        data = self._load()
+        entry = data.get(name)
+        if entry is None:
+            return
+        entry["generation"] = str(_generation(entry) + 1)
+        self._save(data)
+
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if name and password match, else None (never says which was wrong)."""
         entry = self._load().get(name)
         candidate = password.encode()[:MAX_PASSWORD_BYTES]
         if entry is None:
-            bcrypt.checkpw(candidate, _DUMMY_HASH)
+            bcrypt.checkpw(candidate, _dummy_hash())
             return None
         if not bcrypt.checkpw(candidate, entry["hash"].encode()):
             return None
         return User(name, cast(Role, entry["role"]))
+
+
+def _generation(entry: dict[str, str] | None) -> int:
+    # Stores written before sessions had generations have none: that is generation 0.
+    return 0 if entry is None else int(entry.get("generation", "0"))
+
+
+SESSION_SECRET_BYTES = 32
+
+
+def session_secret(configured: str | None, path: Path) -> bytes:
+    """The key that signs session cookies: the configured one, else the one in `path`, made
+    (random, 0600) the first time. Never in git: `path` sits beside the account store."""
+    if configured:
+        if len(configured.encode()) < SESSION_SECRET_BYTES:
+            raise ValueError(
+                f"EDGEWATCH_SESSION_SECRET must have at least {SESSION_SECRET_BYTES} characters"
+                " (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+            )
+        return configured.encode()
+    if not path.exists():
+        write_private_file(path, secrets.token_hex(SESSION_SECRET_BYTES))
+    return path.read_text().strip().encode()

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from edgewatch.alerts import AlertRecord
 from edgewatch.health import HealthState
 from edgewatch.models import SEVERITIES
 
@@ -159,6 +160,89 @@ def trend_figure(
             )
         )
     figure.update_layout(title=title or metric, yaxis_title=metric, **_LAYOUT)
+    return figure
+
+
+ALERT_MARK_COLUMNS = ["time", "site", "device", "type", "severity", "state", "message"]
+# Where the marks sit on their own 0..1 axis over the plot: raises on top, clears just below.
+ALERT_MARK_Y = {"raised": 0.98, "cleared": 0.92}
+
+
+def alert_marks_frame(
+    records: Sequence[AlertRecord],
+    *,
+    start: pd.Timestamp,
+    stop: pd.Timestamp,
+    devices: Sequence[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
+    """One row per alert raise and per clear (by the device or an operator's resolve) that
+    falls in [start, stop], for the given devices (all when None)."""
+    wanted = None if devices is None else set(devices)
+    rows = []
+    for record in records:
+        if wanted is not None and (record.site, record.device) not in wanted:
+            continue
+        marks = [(record.opened_ns, "raised")]
+        if record.closed_ns is not None:
+            marks.append((record.closed_ns, "cleared"))
+        for ts_ns, state in marks:
+            time = pd.Timestamp(ts_ns, unit="ns", tz="UTC")
+            if start <= time <= stop:
+                closer = (
+                    f" by {record.closed_by}" if state == "cleared" and record.closed_by else ""
+                )
+                rows.append(
+                    {
+                        "time": time,
+                        "site": record.site,
+                        "device": record.device,
+                        "type": record.type,
+                        "severity": record.severity,
+                        "state": state + closer,
+                        "message": record.message,
+                    }
+                )
+    return pd.DataFrame(rows, columns=ALERT_MARK_COLUMNS).sort_values("time", ignore_index=True)
+
+
+def add_alert_marks(figure: go.Figure, marks: pd.DataFrame) -> go.Figure:
+    """Alert raises (triangles in the severity colour) and clears (crosses) along the top of
+    a time chart, with a thin line down through the plot; hovering a mark shows the alert."""
+    if marks.empty:
+        return figure
+    for state, symbol in (("raised", "triangle-down"), ("cleared", "x-thin-open")):
+        part = marks[marks["state"].str.startswith(state)]
+        if part.empty:
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=list(part["time"]),
+                y=[ALERT_MARK_Y[state]] * len(part),
+                yaxis="y2",
+                mode="markers",
+                name=f"alert {state}",
+                marker={
+                    "symbol": symbol,
+                    "size": 12,
+                    "color": [SEVERITY_COLORS.get(v, "#555555") for v in part["severity"]],
+                    "line": {"width": 2, "color": "#333333"},
+                },
+                customdata=part[["site", "device", "type", "severity", "state", "message"]]
+                .astype(str)
+                .values.tolist(),
+                hovertemplate=(
+                    "alert %{customdata[2]} (%{customdata[3]}) on %{customdata[0]}/"
+                    "%{customdata[1]}: %{customdata[4]}<br>%{customdata[5]}<extra></extra>"
+                ),
+            )
+        )
+    for time, severity in zip(marks["time"], marks["severity"], strict=True):
+        figure.add_vline(
+            x=time, line={"width": 1, "dash": "dot", "color": SEVERITY_COLORS.get(severity, "#555")}
+        )
+    figure.update_layout(
+        yaxis2={"overlaying": "y", "range": [0, 1], "visible": False, "fixedrange": True}
+    )
     return figure
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dashboard.auth import ROLES, UserStore
+from edgewatch.cli import add_command_group
 from edgewatch.settings import load_settings
 
 APP_PATH = Path(__file__).resolve().parent / "streamlit_app.py"
@@ -83,6 +84,16 @@ def _users_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _users_sign_out(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = UserStore(settings.users_path)
+    if store.generation_of(args.name) is None:
+        raise ValueError(f"no dashboard user {args.name!r}: see `edgewatch users list`")
+    store.end_sessions(args.name)
+    print(f"signed {args.name} out everywhere: every browser of theirs asks to sign in again")
+    return 0
+
+
 def _users_list(args: argparse.Namespace) -> int:
     settings = load_settings()
     for user in UserStore(settings.users_path).users():
@@ -91,21 +102,15 @@ def _users_list(args: argparse.Namespace) -> int:
 
 
 def register_users(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `edgewatch users add|remove|list`: the dashboard's local accounts."""
-    parser = subparsers.add_parser(
+    """Add `edgewatch users add|remove|sign-out|list`: the dashboard's local accounts."""
+    actions = add_command_group(
+        subparsers,
         "users",
-        help="dashboard accounts (local login): add, remove, list",
+        help="dashboard accounts (local login): add, remove, sign-out, list",
         description="Local dashboard accounts with bcrypt-hashed passwords, kept in "
         "EDGEWATCH_USERS_FILE (default: <state dir>/users.json). Roles: viewer reads; "
         "operator also acknowledges, snoozes, resolves and comments.",
     )
-
-    def usage(_args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return 2
-
-    parser.set_defaults(func=usage)
-    actions = parser.add_subparsers(title="actions", metavar="ACTION")
     add = actions.add_parser("add", help="create a user, or replace their password and role")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
@@ -116,4 +121,9 @@ def register_users(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     remove = actions.add_parser("remove", help="delete a user")
     remove.add_argument("name")
     remove.set_defaults(func=_users_remove)
+    sign_out = actions.add_parser(
+        "sign-out", help="end every session of a user (e.g. a lost laptop), keeping the account"
+    )
+    sign_out.add_argument("name")
+    sign_out.set_defaults(func=_users_sign_out)
     actions.add_parser("list", help="every user and role").set_defaults(func=_users_list)

@@ -2,7 +2,9 @@
 
 Reads run the parameterised Flux files in `dashboard/queries/` (user input only ever reaches a
 query as a Flux parameter, never as query text) and return pandas frames or the core's
-dataclasses; the one write is an operator's alert action into the ops bucket. `FleetStore`
+dataclasses; the writes are operators' actions (on alerts, and retiring devices) into the ops
+bucket. The fleet, device inventory and alerts are read from the state bucket, which outlives
+raw retention (docs/architecture.md). `FleetStore`
 takes its client, so tests use it directly; the `load_*` functions below are the cached
 entry points the pages call (`st.cache_data`, keyed on their arguments; filters are applied
 by the pages, outside the cache). The client itself is the one `st.cache_resource`.
@@ -37,20 +39,28 @@ from edgewatch.alerts import (
 )
 from edgewatch.contract import is_valid_metric_name, is_valid_name
 from edgewatch.health import (
+    DeviceAction,
     DeviceHealth,
     DeviceSnapshot,
     HealthState,
     fleet_health,
+    last_heard_ns,
+    retired_devices,
+    validate_device_action,
     worst_state,
 )
-from edgewatch.schema import alert_action_line
+from edgewatch.schema import alert_action_line, device_action_line
 from edgewatch.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
 QUERIES_DIR = Path(__file__).parent / "queries"
-# Raw data is kept 30 days, so nothing older can say when a device was last seen.
+# Raw data is kept 30 days: raw reads (recent metrics, heartbeat) look back no further. The
+# fleet, inventory and alerts come from the state bucket, read from its beginning.
 DEVICE_LOOKBACK = timedelta(days=30)
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+# Alert events may carry a device's clock up to 5 minutes ahead (the contract's limit).
+FUTURE_SKEW = timedelta(minutes=5)
 METRIC_LOOKBACK_1H = timedelta(days=400)
 DEAD_LETTER_LIMIT = 50
 # The most devices one trend query selects (the trends page lets people pick as many): each is
@@ -90,6 +100,7 @@ class Connection:
     bucket_ops: str
     timeout_s: float
     ingest_interval_s: float
+    bucket_state: str = "edgewatch_state"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Connection:
@@ -105,6 +116,7 @@ class Connection:
             bucket_ops=settings.influxdb_bucket_ops,
             timeout_s=settings.influxdb_timeout_seconds,
             ingest_interval_s=settings.ingest_stats_interval_seconds,
+            bucket_state=settings.influxdb_bucket_state,
         )
 
     def bucket_for(self, source: Source) -> str:
@@ -143,6 +155,8 @@ class FleetView:
     health: tuple[DeviceHealth, ...]
     info: Mapping[tuple[str, str], DeviceInfo] = field(default_factory=dict)
     heartbeat: Heartbeat = Heartbeat(None, 5.0)
+    # Devices an operator retired (and not heard from since), with the action that holds.
+    retired: Mapping[tuple[str, str], DeviceAction] = field(default_factory=dict)
 
     @property
     def ingest_silent(self) -> bool:
@@ -181,24 +195,49 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def parse_snapshots(
     status_rows: Iterable[Row], seen_rows: Iterable[Row]
 ) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo]]:
     """Device snapshots and self-descriptions from the last-status and last-seen queries.
 
-    `status_rows` are (site, device, _field, _value, _time) per device_status field;
-    `seen_rows` are (site, device, _time) of the newest telemetry.
+    `status_rows` are (site, device, _field, _value, _time), the field-wise last of
+    `device_status`; in the state bucket `_time` is the receipt time and the field `ts_ns`
+    the status's own time (rows without `ts_ns`, as raw data has them, count `_time` as the
+    status's own time and have no receipt time). `seen_rows` are the state bucket's
+    `device_last_seen` fields (`received_ns`, `reading_ns`), or rows without `_field` whose
+    `_time` is the newest reading's time (raw `device_seen`).
     """
     fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
     for row in status_rows:
         key = (str(row["site"]), str(row["device"]))
         fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row["_value"])
-    seen: dict[tuple[str, str], int] = {
-        (str(row["site"]), str(row["device"])): _ns(row["_time"]) for row in seen_rows
-    }
+    reading: dict[tuple[str, str], int] = {}
+    received: dict[tuple[str, str], int] = {}
+    for row in seen_rows:
+        key = (str(row["site"]), str(row["device"]))
+        name = row.get("_field")
+        if name is None:
+            reading[key] = max(reading.get(key, 0), _ns(row["_time"]))
+            continue
+        value = _int(row.get("_value"))
+        if value is None:
+            continue
+        if name == "received_ns":
+            received[key] = max(received.get(key, 0), value)
+        elif name == "reading_ns":
+            reading[key] = max(reading.get(key, 0), value)
     snapshots: list[DeviceSnapshot] = []
     info: dict[tuple[str, str], DeviceInfo] = {}
-    for key in sorted(set(fields) | set(seen)):
+    for key in sorted(set(fields) | set(reading) | set(received)):
         status = fields.get(key, {})
         state = status.get("state")
         reason = status.get("reason")
@@ -209,15 +248,25 @@ def parse_snapshots(
             else None
         )
         interval = status.get("interval_s")
+        own = status.get("ts_ns")
+        status_ns: int | None = None
+        status_received_ns: int | None = None
+        if state is not None:
+            if own is not None and own[0] == state[0]:
+                status_ns, status_received_ns = _int(own[1]), state[0]
+            else:
+                status_ns = state[0]
         snapshots.append(
             DeviceSnapshot(
                 site=key[0],
                 device=key[1],
-                last_telemetry_ns=seen.get(key),
+                last_telemetry_ns=reading.get(key),
                 status_state=_text(state[1]) if state else None,
-                status_ns=state[0] if state else None,
+                status_ns=status_ns,
                 status_reason=reason_text,
                 interval_s=_float(interval[1]) if interval else None,
+                telemetry_received_ns=received.get(key),
+                status_received_ns=status_received_ns,
             )
         )
         info[key] = DeviceInfo(
@@ -228,6 +277,25 @@ def parse_snapshots(
             lon=_float(status["lon"][1]) if "lon" in status else None,
         )
     return snapshots, info
+
+
+def parse_device_actions(rows: Iterable[Row]) -> list[DeviceAction]:
+    """`device_action` rows (pivoted) into actions; rows missing the action are left out."""
+    actions = []
+    for row in rows:
+        if not row.get("action") or not row.get("site") or not row.get("device"):
+            continue
+        actions.append(
+            DeviceAction(
+                site=str(row["site"]),
+                device=str(row["device"]),
+                action=str(row["action"]),
+                user=str(row.get("user") or ""),
+                ts_ns=_row_ns(row),
+                note=str(row.get("note") or ""),
+            )
+        )
+    return sorted(actions, key=lambda a: a.ts_ns)
 
 
 def parse_heartbeat(rows: Iterable[Row], default_interval_s: float) -> Heartbeat:
@@ -293,6 +361,7 @@ def parse_alert_events(rows: Iterable[Row]) -> list[StoredAlertEvent]:
                 state=str(row.get("state") or "raised"),
                 message=str(row.get("message") or ""),
                 value=_float(row.get("value")),
+                received_ns=_int(row.get("received_ns")),
             )
         )
     return events
@@ -351,6 +420,7 @@ def fleet_frame(view: FleetView) -> pd.DataFrame:
     rows = []
     for h in view.health:
         info = view.info.get((h.site, h.device), DeviceInfo())
+        retired = view.retired.get((h.site, h.device))
         rows.append(
             {
                 "site": h.site,
@@ -364,6 +434,9 @@ def fleet_frame(view: FleetView) -> pd.DataFrame:
                 "firmware": info.firmware,
                 "lat": info.lat,
                 "lon": info.lon,
+                "retired": retired is not None,
+                "retired_by": retired.user if retired is not None else None,
+                "retired_at": _ts(retired.ts_ns) if retired is not None else None,
             }
         )
     columns = [
@@ -378,6 +451,9 @@ def fleet_frame(view: FleetView) -> pd.DataFrame:
         "firmware",
         "lat",
         "lon",
+        "retired",
+        "retired_by",
+        "retired_at",
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -594,10 +670,11 @@ class FleetStore:
         return parse_heartbeat(rows, self._conn.ingest_interval_s)
 
     def fleet(self, now_ns: int) -> FleetView:
+        """Every device the state bucket knows, however long silent, with its health."""
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
-        params = {"bucket": self._conn.bucket, "start": now - DEVICE_LOOKBACK}
-        status_rows = self._query("device_status_last", params)
-        seen_rows = self._query("telemetry_last_seen", params)
+        params = {"bucket": self._conn.bucket_state, "start": BEGINNING, "stop": now + FUTURE_SKEW}
+        status_rows = self._query("state_device_status", params)
+        seen_rows = self._query("state_last_seen", params)
         snapshots, info = parse_snapshots(status_rows, seen_rows)
         beat = self.heartbeat(now)
         health = fleet_health(
@@ -606,19 +683,82 @@ class FleetStore:
             ingest_last_report_ns=beat.last_ns,
             ingest_report_interval_s=beat.interval_s,
         )
-        return FleetView(now_ns=now_ns, health=tuple(health), info=info, heartbeat=beat)
+        retired = retired_devices(
+            self.device_actions(now), {(s.site, s.device): last_heard_ns(s) for s in snapshots}
+        )
+        return FleetView(
+            now_ns=now_ns, health=tuple(health), info=info, heartbeat=beat, retired=retired
+        )
+
+    def device_actions(self, now: datetime) -> list[DeviceAction]:
+        """Every retire and reinstate ever recorded, oldest first (operators' own, few)."""
+        rows = self._query(
+            "device_actions",
+            {"bucket": self._conn.bucket_ops, "start": BEGINNING, "stop": now + FUTURE_SKEW},
+        )
+        return parse_device_actions(rows)
+
+    def record_device_action(
+        self,
+        *,
+        user: User,
+        site: str,
+        device: str,
+        action: str,
+        note: str = "",
+        now_ns: int | None = None,
+    ) -> None:
+        """Retire or reinstate a device (`device_action` in the ops bucket), who, when, note."""
+        # Checked here as well as in the page: a viewer must not act, whatever the UI shows.
+        require_operator(user)
+        validate_device_action(action, note, user.name)
+        check_keys([(site, device)])
+        record = device_action_line(
+            site=site,
+            device=device,
+            action=action,
+            user=user.name,
+            note=note,
+            ts_ns=now_ns if now_ns is not None else time.time_ns(),
+        )
+        self._write_ops(record, f"device action {action} on {site}/{device}")
+        logger.info("device %s/%s: %s by %s", site, device, action, user.name)
+
+    def _write_ops(self, record: str, what: str) -> None:
+        try:
+            with self._client.write_api(write_options=SYNCHRONOUS) as writer:
+                writer.write(
+                    bucket=self._conn.bucket_ops,
+                    org=self._conn.org,
+                    record=record,
+                    write_precision=WritePrecision.NS,
+                )
+        except Exception as exc:
+            logger.warning("%s not stored: %s", what, exc)
+            raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
 
     # -- alerts
 
     def alert_records(self, time_range: TimeRange) -> list[AlertRecord]:
-        params = {"start": time_range.start, "stop": time_range.stop}
+        """Open alerts, whenever opened, and the alerts closed within the range.
+
+        The fold reads every stored event and action up to the range's end (the state
+        bucket keeps them forever): an alert's id comes from its opening raise, and that must
+        not depend on where a window happens to start.
+        """
+        params = {"start": BEGINNING, "stop": time_range.stop}
         events = parse_alert_events(
-            self._query("alert_events", {**params, "bucket": self._conn.bucket})
+            self._query("alert_events", {**params, "bucket": self._conn.bucket_state})
         )
         actions = parse_alert_actions(
             self._query("alert_actions", {**params, "bucket": self._conn.bucket_ops})
         )
-        return fold_alerts(events, actions)
+        start_ns = _ns(time_range.start)
+        return [
+            r
+            for r in fold_alerts(events, actions)
+            if r.is_open or max(r.last_ns, r.closed_ns or 0) >= start_ns
+        ]
 
     def record_action(
         self,
@@ -647,17 +787,7 @@ class FleetStore:
             snooze_until_ns=snooze_until_ns,
             ts_ns=now_ns if now_ns is not None else time.time_ns(),
         )
-        try:
-            with self._client.write_api(write_options=SYNCHRONOUS) as writer:
-                writer.write(
-                    bucket=self._conn.bucket_ops,
-                    org=self._conn.org,
-                    record=record,
-                    write_precision=WritePrecision.NS,
-                )
-        except Exception as exc:
-            logger.warning("alert action %s on %s not stored: %s", action, alert.alert_id, exc)
-            raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
+        self._write_ops(record, f"alert action {action} on {alert.alert_id}")
         logger.info("alert %s: %s by %s", alert.alert_id, action, user.name)
 
     # -- trends
@@ -736,7 +866,7 @@ class FleetStore:
         rows = self._query(
             "device_status_history",
             {
-                "bucket": self._conn.bucket,
+                "bucket": self._conn.bucket_state,
                 "start": time_range.start,
                 "stop": time_range.stop,
                 "site": site,
@@ -825,6 +955,15 @@ class FleetStore:
             counts[code] = counts.get(code, 0) + int(row["_value"])
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
+    # -- audit
+
+    def audit_rows(self, time_range: TimeRange) -> list[dict[str, Any]]:
+        """Every operator action in the ops bucket over the range (see dashboard/audit.py)."""
+        return self._query(
+            "audit_trail",
+            {"bucket": self._conn.bucket_ops, "start": time_range.start, "stop": time_range.stop},
+        )
+
 
 # ------------------------------------------------------------------- cached entry points
 
@@ -906,6 +1045,22 @@ def load_ingest(
     )
 
 
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_device_actions(connection: Connection) -> list[DeviceAction]:
+    return store_for(connection).device_actions(datetime.now(tz=UTC))
+
+
+def record_device_action(
+    connection: Connection, *, user: User, site: str, device: str, action: str, note: str = ""
+) -> None:
+    """Store a retire or reinstate and drop the cached fleet, so every page shows it at once."""
+    store_for(connection).record_device_action(
+        user=user, site=site, device=device, action=action, note=note
+    )
+    load_fleet.clear()
+    load_device_actions.clear()
+
+
 def record_action(
     connection: Connection,
     *,
@@ -920,3 +1075,8 @@ def record_action(
         user=user, alert=alert, action=action, note=note, snooze_until_ns=snooze_until_ns
     )
     load_alerts.clear()
+
+
+def load_audit_rows(connection: Connection, time_range: TimeRange) -> list[dict[str, Any]]:
+    """Not cached: an export must hold every action stored up to the moment it is made."""
+    return store_for(connection).audit_rows(time_range)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import ui
+from dashboard.identity import write_session_cookie
 
 st.set_page_config(page_title="edgewatch", page_icon=":material/sensors:", layout="wide")
 
@@ -22,6 +23,9 @@ pages = [
 # Navigation is declared on every run so a link (/alerts, /trends?...) survives the sign-in;
 # it stays hidden, and `ui.context` stops the run at the sign-in form, until there is a user.
 page = st.navigation(pages, position="sidebar" if ui.signed_in_hint() else "hidden")
+ui.narrow_layout()
 settings, _, user = ui.context()
+# After a sign-in, the browser keeps the session in a signed cookie (reloads, tabs, links).
+write_session_cookie(settings)
 ui.sidebar_footer(settings, user)
 page.run()

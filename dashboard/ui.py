@@ -156,3 +156,30 @@ def sidebar_footer(settings: Settings, user: User) -> None:
         st.caption(
             f"InfluxDB: {settings.influxdb_url} · refresh {settings.dashboard_refresh_seconds:g} s"
         )
+
+
+# At a phone's width Streamlit already stacks columns; these rules win back the side padding,
+# keep the metric tiles two to a row instead of one per screen line, and let wide tables
+# scroll inside themselves rather than widen the page.
+NARROW_LAYOUT_CSS = """
+<style>
+@media (max-width: 640px) {
+  .block-container, [data-testid="stMainBlockContainer"] {
+    padding-left: 0.75rem; padding-right: 0.75rem; padding-top: 2.5rem;
+  }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stMetric"]) {
+    display: grid !important; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 0.5rem;
+  }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stMetric"])
+    > [data-testid="stColumn"] { width: auto !important; min-width: 0 !important; }
+  [data-testid="stMetricValue"] { font-size: 1.6rem; }
+  [data-testid="stDataFrame"] { max-width: 100%; overflow-x: auto; }
+  h1 { font-size: 1.8rem; }
+}
+</style>
+"""
+
+
+def narrow_layout() -> None:
+    """The style rules for narrow screens (see NARROW_LAYOUT_CSS); once per run."""
+    st.html(NARROW_LAYOUT_CSS)

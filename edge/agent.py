@@ -1,12 +1,16 @@
 """edge room: the edge agent, a store-and-forward publisher for one device.
 
-Flow: `record()` stamps a reading with the device clock (`ts`) and the next `seq`, runs the
-local alert rules and the deadband filter, and writes what is left to the spool; `pump()`
-takes link events (connected, disconnected, PUBACK) off the queue the transport fills and
-sends the oldest unsent spool messages while connected: one reading alone, several as a
-`{"batch": [...]}` (at most 1000 readings and `batch_max_bytes`), an alert on its own. A
-message leaves the spool only when its PUBACK arrived, so a broker outage, an agent restart or
-a crash in between replays it, with its original `ts` and `seq`, in order.
+Flow: `record()` stamps a reading with the device clock (`ts`, in nanoseconds, unique and
+increasing per device: see `Spool.stamp`) and the next `seq`, runs the local alert rules and
+the deadband filter, and writes what is left to the spool; `pump()` takes link events
+(connected, disconnected, PUBACK) off the queue the transport fills and sends the oldest
+unsent spool messages while connected: one reading alone, several as a `{"batch": [...]}` (at
+most 1000 readings and `batch_max_bytes`), an alert on its own. A message leaves the spool
+only when its PUBACK arrived, so a broker outage, an agent restart or a crash in between
+replays it, with its original `ts` and `seq`, in order. A PUBACK that refuses the message for
+a reason outside it (not authorised, quota, ...) keeps it and retries with backoff; only a
+refusal that is the message's own fault deletes it (edge/refusal.py). Payloads are the core
+encoder's (`edgewatch.encode`).
 
 On every connect the agent publishes its birth (retained `online` status with interval_s and
 what it knows of itself); its last will is the retained `{"state": "offline", "reason":
@@ -21,15 +25,12 @@ Touches: the broker (through a `Transport`), its spool file.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from edge.filters import (
     AlertRule,
@@ -39,6 +40,7 @@ from edge.filters import (
     deadband,
     evaluate_alerts,
 )
+from edge.refusal import Refusal, classify_puback, describe_code, retry_delay_seconds
 from edge.spool import Spool, SpoolItem
 from edge.transport import (
     Acked,
@@ -50,54 +52,31 @@ from edge.transport import (
     TransportFactory,
 )
 from edgewatch.contract import (
-    DEFAULT_INTERVAL_SECONDS,
     MAX_BATCH_READINGS,
+    MAX_METRICS_PER_READING,
     MAX_PAYLOAD_BYTES,
     is_valid_name,
     topic_for,
 )
-from edgewatch.models import MetricValue
+from edgewatch.encode import (
+    BATCH_OVERHEAD_BYTES,
+    alert_body,
+    batch_payload,
+    birth_body,
+    encode_payload,
+    last_will_payload,
+    offline_body,
+)
+from edgewatch.models import DeviceInfo, MetricValue
 from edgewatch.settings import DEFAULT_TOPIC_ROOT
 
-NS_PER_SECOND = 1_000_000_000
-NS_PER_MS = 1_000_000
-LWT_PAYLOAD: dict[str, str] = {"state": "offline", "reason": "lwt"}
 DEFAULT_BATCH_MAX_BYTES = 128 * 1024
 DEFAULT_MAX_IN_FLIGHT = 8
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 METRIC_SPOOL_DEPTH = "spool_depth"
 METRIC_SPOOL_DROPPED = "spool_dropped"
-# `{"batch":[` + `]}` around the readings, and a comma between two of them.
-_BATCH_OVERHEAD_BYTES = 12
-
-
-def format_ts(ts_ns: int) -> str:
-    """RFC 3339 in UTC, exact to the nanosecond, without trailing zero digits."""
-    seconds, nanos = divmod(ts_ns, NS_PER_SECOND)
-    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if nanos:
-        fraction = f"{nanos:09d}"
-        while fraction.endswith("000"):
-            fraction = fraction[:-3]
-        text += "." + fraction
-    return text + "Z"
-
-
-def encode(body: Mapping[str, Any]) -> bytes:
-    """Compact JSON, as every payload of the agent is sent."""
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the birth message says about the device (absent values are left out)."""
-
-    interval_s: float = DEFAULT_INTERVAL_SECONDS
-    model: str | None = None
-    model_version: str | None = None
-    firmware: str | None = None
-    lat: float | None = None
-    lon: float | None = None
+METRIC_PUBLISH_REFUSED = "publish_refused"
+METRIC_PUBLISH_RETRIES = "publish_retries"
 
 
 @dataclass(slots=True)
@@ -112,7 +91,8 @@ class AgentStats:
     batches_published: int = 0
     largest_batch: int = 0
     acked: int = 0
-    refused: int = 0
+    refused: int = 0  # deleted: the broker refused them for their own fault
+    retried: int = 0  # kept: refused for a reason outside the message, sent again later
     connects: int = 0
 
 
@@ -159,7 +139,9 @@ class EdgeAgent:
         self._deadband = deadband_config
         self._deadband_state = DeadbandState()
         self._rules = alert_rules
-        self._rules_state = AlertRulesState()
+        # Persisted: an alert raised before a restart is still raised after it, so the first
+        # reading back under the threshold clears it.
+        self._rules_state = AlertRulesState(raised=spool.raised_alerts())
         self._clock_ns = clock_ns
         self._monotonic = monotonic
         self._max_in_flight = max_in_flight
@@ -172,8 +154,13 @@ class EdgeAgent:
         self._generation = 0
         self._transport: Transport | None = None
         self._connected = False
+        self._link_was_up = False
         self._in_flight: dict[int, _InFlight] = {}
         self._cursor = 0
+        # Backoff after a refusal that is not the message's fault (see edge/refusal.py).
+        self._refusals_in_a_row = 0
+        self._retry_at: float | None = None
+        self._refusal_logged: str | None = None
         self._topics = {
             kind: topic_for(topic_root, site, device, kind)
             for kind in ("telemetry", "alert", "status")
@@ -214,7 +201,9 @@ class EdgeAgent:
         generation = self._generation
         self._in_flight.clear()
         self._cursor = 0
+        self._retry_at = None
         self._connected = False
+        self._link_was_up = False
 
         def sink(event: LinkEvent) -> None:
             self._events.put((generation, event))
@@ -223,7 +212,7 @@ class EdgeAgent:
             LinkConfig(
                 client_id=self._client_id,
                 will_topic=self._topics["status"],
-                will_payload=encode(LWT_PAYLOAD),
+                will_payload=last_will_payload(),
                 sink=sink,
             )
         )
@@ -240,17 +229,23 @@ class EdgeAgent:
     def stop(self, *, timeout_s: float = SHUTDOWN_TIMEOUT_SECONDS) -> None:
         """Flush what the link takes within `timeout_s`, say offline (shutdown), disconnect.
 
-        What is not acknowledged by then stays in the spool for the next start.
+        A link still connecting is waited for (`echo ... | edgewatch agent` reaches EOF before
+        the broker answered); a link that was up and dropped is not. What is not acknowledged
+        by the deadline stays in the spool for the next start.
         """
         transport = self._transport
         if transport is None:
             return
         deadline = self._monotonic() + timeout_s
-        while self._connected and self._spool.depth and self._monotonic() < deadline:
+        while (
+            (self._connected or not self._link_was_up)
+            and self._spool.depth
+            and self._monotonic() < deadline
+        ):
             self.pump(timeout_s=min(0.1, max(0.0, deadline - self._monotonic())))
         if self._connected:
-            body = {"state": "offline", "reason": "shutdown", "ts": format_ts(self._now_ns())}
-            token = transport.publish(self._topics["status"], encode(body), retain=True)
+            body = offline_body(ts_ns=self._clock_ns())
+            token = transport.publish(self._topics["status"], encode_payload(body), retain=True)
             if token is not None:
                 transport.wait_published(token, max(0.1, deadline - self._monotonic()))
         transport.stop(timeout_s=max(0.1, deadline - self._monotonic()))
@@ -277,11 +272,6 @@ class EdgeAgent:
 
     # ------------------------------------------------------------------ input
 
-    def _now_ns(self) -> int:
-        # The device clock, to the millisecond: a reading's ts is its identity in the store,
-        # and sub-millisecond digits would only make payloads longer.
-        return self._clock_ns() // NS_PER_MS * NS_PER_MS
-
     def record(
         self,
         metrics: Mapping[str, MetricValue],
@@ -291,12 +281,16 @@ class EdgeAgent:
     ) -> bool:
         """Take one reading. Returns whether it was spooled (False: the deadband dropped it).
 
+        Without `ts_ns` the reading is stamped now, in nanoseconds, and strictly after every
+        earlier reading of this device (the spool keeps the last stamp across restarts): a
+        reading's time is its identity in the store, so two readings never share one.
         Alert rules see every reading, filtered or not, so a short spike still raises.
         """
         if ts_ns is None:
-            ts_ns = self._now_ns()
+            ts_ns = self._spool.stamp(self._clock_ns())
         self.stats.recorded += 1
-        self._rules_state, transitions = evaluate_alerts(self._rules, self._rules_state, metrics)
+        before = self._rules_state
+        self._rules_state, transitions = evaluate_alerts(self._rules, before, metrics)
         to_send: Mapping[str, MetricValue] = metrics
         if self._deadband is not None:
             self._deadband_state, to_send = deadband(
@@ -304,12 +298,7 @@ class EdgeAgent:
             )
         spooled = False
         if to_send:
-            out = dict(to_send)
-            # Reported with every reading: a dashboard sees the backlog grow while the link is
-            # down, and a cumulative drop count survives the loss of any single reading.
-            out.setdefault(METRIC_SPOOL_DEPTH, float(self._spool.depth))
-            out.setdefault(METRIC_SPOOL_DROPPED, float(self._spool.dropped_total))
-            self._spool.append_reading(ts=format_ts(ts_ns), metrics=out, seq=seq)
+            self._spool_with_self_metrics(dict(to_send), ts_ns=ts_ns, seq=seq)
             self.stats.spooled_readings += 1
             spooled = True
         else:
@@ -331,7 +320,34 @@ class EdgeAgent:
                 transition.state,
                 transition.message,
             )
+        if self._rules_state.raised != before.raised:
+            self._spool.save_raised_alerts(self._rules_state.raised)
         return spooled
+
+    def self_metrics(self) -> dict[str, MetricValue]:
+        """The agent's own health, sent with its readings: a dashboard sees the backlog grow
+        while the link is down, and running totals of what was lost or retried survive the
+        loss of any single reading."""
+        return {
+            METRIC_SPOOL_DEPTH: float(self._spool.depth),
+            METRIC_SPOOL_DROPPED: float(self._spool.dropped_total),
+            METRIC_PUBLISH_REFUSED: float(self._spool.refused_total),
+            METRIC_PUBLISH_RETRIES: float(self.stats.retried),
+        }
+
+    def _spool_with_self_metrics(
+        self, metrics: dict[str, MetricValue], *, ts_ns: int, seq: int | None
+    ) -> None:
+        # The device's own metrics of these names win; ours never push a reading past the
+        # contract's limit (a reading of 257 metrics is rejected, and with it a whole replay
+        # batch): when they do not fit they go out as a reading of their own.
+        own = {k: v for k, v in self.self_metrics().items() if k not in metrics}
+        if len(metrics) + len(own) <= MAX_METRICS_PER_READING:
+            self._spool.append_reading({**metrics, **own}, ts_ns=ts_ns, seq=seq)
+            return
+        self._spool.append_reading(metrics, ts_ns=ts_ns, seq=seq)
+        if own:
+            self._spool.append_reading(own, ts_ns=self._spool.stamp(self._clock_ns()))
 
     def alert(
         self,
@@ -344,17 +360,12 @@ class EdgeAgent:
         ts_ns: int | None = None,
     ) -> None:
         """Queue one alert event (it goes through the spool like a reading)."""
-        body: dict[str, Any] = {
-            "ts": format_ts(self._now_ns() if ts_ns is None else ts_ns),
-            "type": alert_type,
-            "severity": severity,
-            "state": state,
-        }
-        if message:
-            body["message"] = message
-        if value is not None:
-            body["value"] = value
-        self._spool.append_alert(body)
+        if ts_ns is None:
+            ts_ns = self._spool.stamp(self._clock_ns())
+        body = alert_body(
+            alert_type, severity, ts_ns=ts_ns, state=state, message=message, value=value
+        )
+        self._spool.append_alert(body, ts_ns=ts_ns)
         self.stats.spooled_alerts += 1
 
     # ------------------------------------------------------------------ the loop
@@ -381,6 +392,7 @@ class EdgeAgent:
             return
         if isinstance(event, Connected):
             self._connected = True
+            self._link_was_up = True
             self.stats.connects += 1
             self._publish_birth()
             self._log.info(
@@ -402,41 +414,72 @@ class EdgeAgent:
             flight = self._in_flight.pop(event.token, None)
             if flight is None:
                 return  # a status message: nothing of ours to remove
+            self._handle_ack(flight, event)
+
+    def _handle_ack(self, flight: _InFlight, event: Acked) -> None:
+        refusal = classify_puback(event.code, ok=event.ok)
+        if refusal is Refusal.NONE:
             self._spool.remove_range(flight.first_id, flight.last_id)
-            if event.ok:
-                self.stats.acked += flight.count
-            else:
-                # Retrying would block the spool forever behind a message the broker refuses.
-                self.stats.refused += flight.count
+            self.stats.acked += flight.count
+            if self._refusals_in_a_row:
+                self._log.warning(
+                    "agent %s/%s: the broker accepts publishes again after %d refusal(s)",
+                    self.site,
+                    self.device,
+                    self._refusals_in_a_row,
+                )
+            self._refusals_in_a_row = 0
+            self._retry_at = None
+            self._refusal_logged = None
+        elif refusal is Refusal.DROP:
+            # Sending it again would get the same answer and block the spool behind it.
+            self._spool.remove_range(flight.first_id, flight.last_id, refused=True)
+            self.stats.refused += flight.count
+            self._log.error(
+                "agent %s/%s: broker refused %d message(s) for their own fault (%s); dropped them",
+                self.site,
+                self.device,
+                flight.count,
+                describe_code(event.code),
+            )
+        else:
+            # Not the message's fault (an account or ACL change, a quota, a busy broker):
+            # keep it, and send it again, oldest first, once the backoff has passed.
+            self.stats.retried += flight.count
+            self._cursor = min(self._cursor, flight.first_id - 1)
+            now = self._monotonic()
+            if self._retry_at is not None and now < self._retry_at:
+                return  # another message of the same round: the backoff is already set
+            self._refusals_in_a_row += 1
+            delay = retry_delay_seconds(self._refusals_in_a_row)
+            self._retry_at = now + delay
+            described = describe_code(event.code)
+            if described != self._refusal_logged:
+                self._refusal_logged = described
                 self._log.error(
-                    "agent %s/%s: broker refused %d message(s) (%s); dropped them",
+                    "agent %s/%s: broker refused %d message(s) (%s), not their fault: kept in"
+                    " the spool, retrying with backoff (first in %.0f s)",
                     self.site,
                     self.device,
                     flight.count,
-                    event.reason,
+                    described,
+                    delay,
                 )
 
     def _publish_birth(self) -> None:
         assert self._transport is not None
-        info = self.info
-        body: dict[str, Any] = {
-            "state": "online",
-            "ts": format_ts(self._now_ns()),
-            "interval_s": info.interval_s,
-        }
-        for key in ("model", "model_version", "firmware", "lat", "lon"):
-            value = getattr(info, key)
-            if value is not None:
-                body[key] = value
-        self._transport.publish(self._topics["status"], encode(body), retain=True)
+        body = birth_body(self.info, ts_ns=self._clock_ns())
+        self._transport.publish(self._topics["status"], encode_payload(body), retain=True)
 
     def _drain(self) -> None:
+        if self._retry_at is not None and self._monotonic() < self._retry_at:
+            return
         while (
             self._transport is not None
             and self._connected
             and len(self._in_flight) < self._max_in_flight
         ):
-            items = self._spool.peek(after_id=self._cursor, limit=MAX_BATCH_READINGS)
+            items = self._unsent(self._spool.peek(after_id=self._cursor, limit=MAX_BATCH_READINGS))
             if not items:
                 return
             chunk, topic, payload = self._next_message(items)
@@ -450,12 +493,20 @@ class EdgeAgent:
                 self.stats.batches_published += 1
                 self.stats.largest_batch = max(self.stats.largest_batch, len(chunk))
 
+    def _unsent(self, items: list[SpoolItem]) -> list[SpoolItem]:
+        """`items` up to the first one still in flight: after a rewind for a retry, messages
+        sent after the refused one may still await their PUBACK."""
+        for index, item in enumerate(items):
+            if any(f.first_id <= item.id <= f.last_id for f in self._in_flight.values()):
+                return items[:index]
+        return items
+
     def _next_message(self, items: list[SpoolItem]) -> tuple[list[SpoolItem], str, bytes]:
         head = items[0]
         if head.kind == "alert":
             return [head], self._topics["alert"], head.text.encode("utf-8")
         chunk: list[SpoolItem] = []
-        size = _BATCH_OVERHEAD_BYTES
+        size = BATCH_OVERHEAD_BYTES
         for item in items:
             if item.kind != "telemetry" or len(chunk) >= MAX_BATCH_READINGS:
                 break
@@ -465,6 +516,4 @@ class EdgeAgent:
             size += item.size + 1
         if len(chunk) == 1:
             return chunk, self._topics["telemetry"], head.text.encode("utf-8")
-        # Spliced from the stored JSON texts: no decode and re-encode of up to 1000 readings.
-        text = '{"batch":[' + ",".join(item.text for item in chunk) + "]}"
-        return chunk, self._topics["telemetry"], text.encode("utf-8")
+        return chunk, self._topics["telemetry"], batch_payload(item.text for item in chunk)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge.agent import DeviceInfo, EdgeAgent
+from edge.agent import EdgeAgent
 from edge.filters import DeadbandConfig, parse_deadband_spec, parse_rule_spec
 from edge.simulator import FleetSimulator, SimConfig
 from edge.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Spool, SpoolError
@@ -42,7 +42,7 @@ from edgewatch.contract import (
     parse_json,
     parse_reading,
 )
-from edgewatch.models import MetricValue
+from edgewatch.models import DeviceInfo, MetricValue
 from edgewatch.settings import load_settings
 
 logger = logging.getLogger(__name__)

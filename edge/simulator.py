@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
 
-from edge.agent import DeviceInfo, EdgeAgent, encode, format_ts
+from edge.agent import EdgeAgent
 from edge.devices import (
     DeviceKind,
     DeviceSpec,
@@ -71,6 +71,8 @@ from edge.transport import (
     TransportFactory,
 )
 from edgewatch.contract import topic_for
+from edgewatch.encode import birth_body, encode_payload, offline_body, reading_body
+from edgewatch.models import DeviceInfo
 from edgewatch.settings import DEFAULT_TOPIC_ROOT
 
 REAL_CONNECTIONS_MAX_DEVICES = 50
@@ -78,7 +80,6 @@ LOOP_PERIOD_SECONDS = 0.1
 PROGRESS_PERIOD_SECONDS = 0.5
 BENCH_WINDOW_MESSAGES = 200
 NS_PER_SECOND = 1_000_000_000
-NS_PER_MS = 1_000_000
 
 Connections = Literal["auto", "per-device", "shared"]
 Mode = Literal["up", "silent", "crashed", "outage"]
@@ -353,7 +354,7 @@ class FleetSimulator:
             )
         return devices
 
-    def run_realtime(self) -> None:
+    def run_realtime(self) -> None:  # noqa: C901, PLR0912 - one pacing loop, read whole
         config = self.config
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         client_id = f"edgewatch-sim-{self._root}".replace("/", "_")
@@ -483,7 +484,7 @@ class FleetSimulator:
 
     # ------------------------------------------------------------------ fixed count
 
-    def run_count(self, count: int) -> None:
+    def run_count(self, count: int) -> None:  # noqa: C901, PLR0915 - one send-and-drain loop
         """Publish `count` telemetry messages (one reading each) as fast as acknowledged."""
         events: queue.SimpleQueue[LinkEvent] = queue.SimpleQueue()
         link = self._factory(
@@ -500,17 +501,14 @@ class FleetSimulator:
         ]
         states = [initial_state(spec, rng) for spec, rng in devices]
         last_ts = [0] * len(devices)
+        birth_info = DeviceInfo(interval_s=self.config.interval_s)
         topics = [topic_for(self._root, s.site, s.device, "telemetry") for s, _ in devices]
         try:
             self._wait_connected(events)
             for spec, _ in devices:
-                birth = {
-                    "state": "online",
-                    "ts": format_ts(self._clock_ns()),
-                    "interval_s": self.config.interval_s,
-                }
+                birth = birth_body(birth_info, ts_ns=self._clock_ns())
                 status = topic_for(self._root, spec.site, spec.device, "status")
-                link.publish(status, encode(birth), retain=True)
+                link.publish(status, encode_payload(birth), retain=True)
             sent = acked = 0
             in_flight: set[int] = set()
             start = last_report = self._monotonic()
@@ -521,17 +519,12 @@ class FleetSimulator:
                 while sent < count and len(in_flight) < BENCH_WINDOW_MESSAGES:
                     index = sent % len(devices)
                     spec, rng = devices[index]
-                    now_ns = self._clock_ns() // NS_PER_MS * NS_PER_MS
                     # Distinct ts per device: the ts is a reading's identity in the store.
-                    ts_ns = max(now_ns, last_ts[index] + NS_PER_MS)
+                    ts_ns = max(self._clock_ns(), last_ts[index] + 1)
                     last_ts[index] = ts_ns
                     states[index], sample = next_sample(spec, states[index], ts_ns, rng)
-                    body = {
-                        "ts": format_ts(ts_ns),
-                        "seq": states[index].step,
-                        "metrics": sample.metrics,
-                    }
-                    token = link.publish(topics[index], encode(body))
+                    body = reading_body(sample.metrics, ts_ns=ts_ns, seq=states[index].step)
+                    token = link.publish(topics[index], encode_payload(body))
                     if token is None:
                         break
                     in_flight.add(token)
@@ -557,8 +550,8 @@ class FleetSimulator:
             self.stats.readings = acked
             for spec, _ in devices:
                 status = topic_for(self._root, spec.site, spec.device, "status")
-                body = {"state": "offline", "reason": "shutdown", "ts": format_ts(self._clock_ns())}
-                link.publish(status, encode(body), retain=True)
+                body = offline_body(ts_ns=self._clock_ns())
+                link.publish(status, encode_payload(body), retain=True)
         finally:
             link.stop(timeout_s=2.0)
 

@@ -21,18 +21,18 @@ Touches: the broker.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.settings import Settings
+from shared.mqtt_client import new_mqtt_client
 
 RECONNECT_MIN_DELAY_SECONDS = 1
 RECONNECT_MAX_DELAY_SECONDS = 10
@@ -53,11 +53,13 @@ class Disconnected:
 @dataclass(frozen=True, slots=True)
 class Acked:
     """The broker acknowledged the publish with this token. `ok` is False for a PUBACK with a
-    failure reason code (MQTT v5: not authorised, quota exceeded, payload too large...)."""
+    failure reason code (MQTT v5: not authorised, quota exceeded, payload too large...);
+    `code` is that reason code (0 for success; edge/refusal.py says what each one means)."""
 
     token: int
     ok: bool
     reason: str = ""
+    code: int = 0
 
 
 LinkEvent = Connected | Disconnected | Acked
@@ -115,6 +117,8 @@ class PahoTransport:
         username: str | None = None,
         password: str | None = None,
         tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
         max_in_flight: int = 20,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -125,15 +129,14 @@ class PahoTransport:
         self._log = logger or logging.getLogger(__name__)
         self._infos: dict[int, mqtt.MQTTMessageInfo] = {}
         self._lock = threading.Lock()
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        client = new_mqtt_client(
             client_id=config.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            username=username,
+            password=password,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
-        if username is not None:
-            client.username_pw_set(username, password)
-        if tls_ca is not None:
-            client.tls_set(ca_certs=tls_ca, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if config.will_topic is not None:
             client.will_set(
                 config.will_topic, config.will_payload, qos=QOS_AT_LEAST_ONCE, retain=True
@@ -170,7 +173,11 @@ class PahoTransport:
     ) -> None:
         with self._lock:
             self._infos.pop(mid, None)
-        self._config.sink(Acked(token=mid, ok=not reason_code.is_failure, reason=str(reason_code)))
+        # MQTT 3.1.1 has no PUBACK reason codes: paho reports success (0) for every PUBACK.
+        code = int(getattr(reason_code, "value", reason_code))
+        self._config.sink(
+            Acked(token=mid, ok=not reason_code.is_failure, reason=str(reason_code), code=code)
+        )
 
     def start(self) -> None:
         self._client.connect_async(
@@ -231,6 +238,9 @@ def paho_factory(
             username=settings.mqtt_username,
             password=password,
             tls_ca=str(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+            # With a certificate the device signs in by it (MQTT_TLS_PORT), not by password.
+            tls_cert=str(settings.mqtt_tls_cert) if settings.mqtt_tls_cert else None,
+            tls_key=str(settings.mqtt_tls_key) if settings.mqtt_tls_key else None,
             max_in_flight=max_in_flight,
             logger=logger,
         )

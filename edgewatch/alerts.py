@@ -6,10 +6,18 @@ operator's resolve. Folding the stored events, instead of keeping alert state in
 means replicas and redeliveries cannot create a duplicate or lose an alert: the same events
 always fold to the same records. The fold runs in time order of the events' own timestamps,
 so a store-and-forward replay that arrives late lands where it belongs.
+
+Operators' actions are on the servers' clock, events on the devices': the two are never
+compared. An action applies to the alert it names by id, whenever the device's clock says
+that alert happened; it is placed among the events by the time the ingest received them
+(`received_ns`), so a raise received after an operator's resolve opens a new alert. The fold
+starts at the beginning of the stored history (the state bucket keeps alert events forever),
+so an alert's id, built from its opening raise, never depends on a query window.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -42,6 +50,12 @@ class StoredAlertEvent:
     state: str
     message: str = ""
     value: float | None = None
+    received_ns: int | None = None
+
+    @property
+    def heard_ns(self) -> int:
+        """When the ingest received it (its clock); the event's own time if not recorded."""
+        return self.received_ns if self.received_ns is not None else self.ts_ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,65 +125,95 @@ def severity_rank(severity: str) -> int:
 def fold_alerts(
     events: Iterable[StoredAlertEvent], actions: Iterable[AlertAction] = ()
 ) -> list[AlertRecord]:
-    """Fold events and actions into alert records, newest opened first."""
-    timeline: list[tuple[int, int, StoredAlertEvent | AlertAction]] = [
-        (e.ts_ns, 0, e) for e in events
-    ]
-    # At equal times an event comes before an action, so an action can see its alert.
-    timeline.extend((a.ts_ns, 1, a) for a in actions)
-    timeline.sort(key=lambda item: (item[0], item[1]))
+    """Fold events and actions into alert records, newest opened first.
 
+    Events fold in the order of their own timestamps. Before each event, the actions taken
+    before the ingest received it apply (server clock against server clock); an action
+    whose alert does not exist yet waits for it, and whatever remains at the end applies to
+    the alert it names, whatever the devices' clocks said. Actions on alerts that are not
+    in the events are left out.
+    """
+    ordered = sorted(events, key=lambda e: (e.ts_ns, e.heard_ns))
+    queue = deque(sorted(actions, key=lambda a: a.ts_ns))
+    waiting: dict[str, list[AlertAction]] = {}
     open_by_key: dict[tuple[str, str, str], str] = {}
     records: dict[str, AlertRecord] = {}
-    for _, _, item in timeline:
-        if isinstance(item, StoredAlertEvent):
-            key = (item.site, item.device, item.type)
-            current_id = open_by_key.get(key)
-            if item.state == "cleared":
-                if current_id is not None:
-                    rec = records[current_id]
-                    records[current_id] = replace(
-                        rec,
-                        closed_ns=item.ts_ns,
-                        closed_by="device",
-                        last_ns=item.ts_ns,
-                        history=(*rec.history, HistoryEntry(item.ts_ns, "cleared", "device")),
-                    )
-                    del open_by_key[key]
-                continue
-            if current_id is None:
-                new_id = alert_id(item.site, item.device, item.type, item.ts_ns)
-                records[new_id] = AlertRecord(
-                    alert_id=new_id,
-                    site=item.site,
-                    device=item.device,
-                    type=item.type,
-                    severity=item.severity,
-                    opened_ns=item.ts_ns,
-                    last_ns=item.ts_ns,
-                    count=1,
-                    message=item.message,
-                    last_value=item.value,
-                    history=(HistoryEntry(item.ts_ns, "raised", "device", item.message),),
-                )
-                open_by_key[key] = new_id
-            else:
-                rec = records[current_id]
-                records[current_id] = replace(
-                    rec,
-                    # A repeat may escalate; the record shows the worst severity seen.
-                    severity=min(rec.severity, item.severity, key=severity_rank),
-                    last_ns=item.ts_ns,
-                    count=rec.count + 1,
-                    message=item.message or rec.message,
-                    last_value=item.value if item.value is not None else rec.last_value,
-                )
+
+    def act(action: AlertAction) -> None:
+        rec = records.get(action.alert_id)
+        if rec is None:
+            waiting.setdefault(action.alert_id, []).append(action)
         else:
-            rec_or_none = records.get(item.alert_id)
-            if rec_or_none is None:
+            records[action.alert_id] = _apply_action(rec, action, open_by_key)
+
+    for item in ordered:
+        # At equal times an event comes before an action, so an action can see its alert.
+        while queue and queue[0].ts_ns < item.heard_ns:
+            act(queue.popleft())
+        key = (item.site, item.device, item.type)
+        current_id = open_by_key.get(key)
+        if item.state == "cleared":
+            _close_by_device(records, open_by_key, key, item)
+            continue
+        if current_id is None:
+            new_id = alert_id(item.site, item.device, item.type, item.ts_ns)
+            if new_id in records:
+                # The same raise stored twice (same key and time): one alert, counted once.
                 continue
-            records[item.alert_id] = _apply_action(rec_or_none, item, open_by_key)
+            records[new_id] = AlertRecord(
+                alert_id=new_id,
+                site=item.site,
+                device=item.device,
+                type=item.type,
+                severity=item.severity,
+                opened_ns=item.ts_ns,
+                last_ns=item.ts_ns,
+                count=1,
+                message=item.message,
+                last_value=item.value,
+                history=(HistoryEntry(item.ts_ns, "raised", "device", item.message),),
+            )
+            open_by_key[key] = new_id
+            # Actions taken "before" their alert reached us (the servers' clocks differ a
+            # little): they still name it, so they apply now.
+            for early in waiting.pop(new_id, []):
+                act(early)
+        else:
+            rec = records[current_id]
+            records[current_id] = replace(
+                rec,
+                # A repeat may escalate; the record shows the worst severity seen.
+                severity=min(rec.severity, item.severity, key=severity_rank),
+                last_ns=max(rec.last_ns, item.ts_ns),
+                count=rec.count + 1,
+                message=item.message or rec.message,
+                last_value=item.value if item.value is not None else rec.last_value,
+            )
+    # Actions after the last event received, and actions on alerts whose events a device
+    # stamped ahead of the servers' clock: each applies to the alert it names.
+    while queue:
+        act(queue.popleft())
     return sorted(records.values(), key=lambda r: r.opened_ns, reverse=True)
+
+
+def _close_by_device(
+    records: dict[str, AlertRecord],
+    open_by_key: dict[tuple[str, str, str], str],
+    key: tuple[str, str, str],
+    item: StoredAlertEvent,
+) -> None:
+    """A device's `cleared` closes the open alert of its key (if any)."""
+    current_id = open_by_key.pop(key, None)
+    if current_id is None:
+        return
+    rec = records[current_id]
+    records[current_id] = replace(
+        rec,
+        closed_ns=item.ts_ns,
+        closed_by="device",
+        last_ns=item.ts_ns,
+        history=(*rec.history, HistoryEntry(item.ts_ns, "cleared", "device")),
+    )
 
 
 def _apply_action(

@@ -30,6 +30,24 @@ class _Room(Protocol):
         """Add the room's subcommands; each sets `func` to its handler."""
 
 
+def add_command_group(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """A command whose actions are subcommands (`edgewatch users add`); alone, it shows help."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+
+    parser.set_defaults(func=usage)
+    return parser.add_subparsers(title="actions", metavar="ACTION")
+
+
 def _load_room(room: str) -> _Room | None:
     module_name = f"{room}.cli"
     try:

@@ -4,6 +4,14 @@ Pure functions: bytes and a topic in, a `DeviceMessage` or a `Rejected` out. Not
 raises on bad input; `decode_message` is total. The reasons name the offending field and what
 was wrong with it (`metrics.cpu_temp_c: NaN is not a finite number`) so an operator reading
 the dead letters can fix the device without reading our code.
+
+Total by construction: every conversion that can fail on a legal JSON value (a float() of an
+integer past 1e308, a time past what InfluxDB stores, a repr() of a nested array) is bounded
+or guarded where it happens, and the tests draw extreme values for every field. Besides,
+`decode_message` turns any exception it did not foresee into a rejection with the code
+`internal`, so one message can never stop the ingest.
+
+The sending side (payloads from values) is `edgewatch.encode`.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal, cast
 
 from edgewatch.models import (
@@ -36,14 +44,24 @@ MAX_BATCH_READINGS = 1000
 MAX_MESSAGE_CHARS = 1024
 MAX_TEXT_CHARS = 256
 MAX_SEQ = 2**63 - 1
+# InfluxDB's last representable time (2262-04-11T23:47:16.854775806Z).
+MAX_TS_NS = 2**63 - 2
+# A `ts` further ahead than this is not quoted in seconds (its float would overflow).
+_FAR_FUTURE_NS = 10**30
+# Epoch numbers in this range are milliseconds of 1973 to 5138, not seconds.
+_LOOKS_LIKE_MS = (1e11, 1e14)
+# Values quoted in a reason are cut to this many characters: a reason is a dead letter's text.
+MAX_QUOTED_CHARS = 80
 PAYLOAD_EXCERPT_BYTES = 1024
 DEFAULT_INTERVAL_SECONDS = 60.0
 MAX_INTERVAL_SECONDS = 86400.0
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 METRIC_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# [0-9], not \d: \d also matches other scripts' digits, which int() would then accept.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 KINDS: tuple[MessageKind, ...] = ("telemetry", "alert", "status")
 
@@ -57,6 +75,9 @@ REJECT_CLOCK_SKEW = "clock_skew"
 # Not the decoder's: the ingest gives this code to a message InfluxDB refused (e.g. a field
 # type conflict), with InfluxDB's own error text as the reason.
 REJECT_STORAGE = "storage"
+# The safety net: an exception the decoder (or the line protocol) did not foresee. The reason
+# carries the exception's type and text; such a dead letter is a bug report.
+REJECT_INTERNAL = "internal"
 REJECT_CODES: tuple[str, ...] = (
     REJECT_TOPIC,
     REJECT_TOO_LARGE,
@@ -65,6 +86,7 @@ REJECT_CODES: tuple[str, ...] = (
     REJECT_SCHEMA,
     REJECT_CLOCK_SKEW,
     REJECT_STORAGE,
+    REJECT_INTERNAL,
 )
 
 
@@ -107,21 +129,21 @@ def parse_topic(topic: str, root: str) -> Topic:
     """Split `{root}/{site}/{device}/{kind}`; any other shape under the root is an error."""
     prefix = root + "/"
     if not topic.startswith(prefix):
-        raise ContractError(REJECT_TOPIC, f"topic {topic!r} is not under the root {root!r}")
+        raise ContractError(REJECT_TOPIC, f"topic {_quote(topic)} is not under the root {root!r}")
     parts = topic[len(prefix) :].split("/")
     if len(parts) != 3:
         raise ContractError(
             REJECT_TOPIC,
-            f"topic {topic!r} must be {root}/<site>/<device>/<telemetry|alert|status>",
+            f"topic {_quote(topic)} must be {root}/<site>/<device>/<telemetry|alert|status>",
         )
     site, device, kind = parts
     if not is_valid_name(site):
-        raise ContractError(REJECT_TOPIC, f"topic site {site!r} is not a valid name")
+        raise ContractError(REJECT_TOPIC, f"topic site {_quote(site)} is not a valid name")
     if not is_valid_name(device):
-        raise ContractError(REJECT_TOPIC, f"topic device {device!r} is not a valid name")
+        raise ContractError(REJECT_TOPIC, f"topic device {_quote(device)} is not a valid name")
     if kind not in KINDS:
         raise ContractError(
-            REJECT_TOPIC, f"topic kind {kind!r} must be one of telemetry, alert, status"
+            REJECT_TOPIC, f"topic kind {_quote(kind)} must be one of telemetry, alert, status"
         )
     return Topic(root=root, site=site, device=device, kind=kind)
 
@@ -140,7 +162,7 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ContractError(REJECT_JSON, f"duplicate key {key!r} in a JSON object")
+            raise ContractError(REJECT_JSON, f"duplicate key {_quote(key)} in a JSON object")
         result[key] = value
     return result
 
@@ -179,7 +201,7 @@ def parse_json(payload: bytes) -> dict[str, Any]:
     return value
 
 
-def _json_type(value: object) -> str:
+def _json_type(value: object) -> str:  # noqa: PLR0911 - one return per JSON type
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -195,11 +217,30 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
+def _quote(value: object) -> str:
+    """A value for a rejection reason: text quoted and cut short, anything else by its type.
+
+    Never repr() of a container: a nested array may be nested deeply enough to make repr()
+    itself fail, and a reason has to be short anyway.
+    """
+    if isinstance(value, str):
+        if len(value) <= MAX_QUOTED_CHARS:
+            return repr(value)
+        return repr(value[:MAX_QUOTED_CHARS]) + f"… ({len(value)} characters)"
+    return _json_type(value)
+
+
 # ---------------------------------------------------------------------------- fields
 
 
 def _schema(path: str, message: str) -> ContractError:
     return ContractError(REJECT_SCHEMA, f"{path}: {message}")
+
+
+def _not_one_of(path: str, value: object, allowed: str) -> ContractError:
+    if isinstance(value, str):
+        return _schema(path, f"{_quote(value)} must be {allowed}")
+    return _schema(path, f"must be {allowed}, not {_json_type(value)}")
 
 
 def _finite_number(value: object, path: str) -> float:
@@ -239,54 +280,68 @@ def _encodable(value: str) -> bool:
     return True
 
 
+def _rfc3339_ns(value: str, path: str) -> int:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise _schema(path, f"{_quote(value)} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, offset = match.group(7), match.group(8)
+    # Checked before timegm, which normalises out-of-range fields instead of failing (and
+    # fails on year 0 with its own error).
+    valid = (
+        year >= 1
+        and 1 <= month <= 12
+        and 1 <= day <= calendar.monthrange(year, month)[1]
+        and hour < 24
+        and minute < 60
+        and second <= 60
+        and (offset in ("Z", "z") or (int(offset[1:3]) < 24 and int(offset[4:6]) < 60))
+    )
+    if not valid:
+        raise _schema(path, f"{_quote(value)} is not a valid date and time")
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if offset not in ("Z", "z"):
+        sign = 1 if offset[0] == "+" else -1
+        seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+    nanos = int((fraction[1:] if fraction else "").ljust(9, "0"))
+    return seconds * 1_000_000_000 + nanos
+
+
+def _epoch_ns(value: int | float, path: str) -> int:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _schema(path, "is not a finite number")
+    # Decimal of the shortest repr keeps 1700000000.123 exact instead of ...122999. The
+    # context rounds an integer of thousands of digits instead of failing; the result is
+    # only compared, never converted to a float (see parse_timestamp).
+    return int(Decimal(repr(value)) * 1_000_000_000)
+
+
 def parse_timestamp(value: object, path: str, received_ns: int) -> int:
     """`ts` as RFC 3339 text or Unix epoch seconds, to integer nanoseconds."""
     if isinstance(value, str):
-        match = _RFC3339.fullmatch(value)
-        if match is None:
-            raise _schema(path, f"{value!r} is not an RFC 3339 time (e.g. 2026-01-31T12:00:00Z)")
-        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-        fraction, offset = match.group(7), match.group(8)
-        try:
-            seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-            # timegm normalises out-of-range fields instead of failing; check them ourselves.
-            if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60):
-                raise ValueError
-            if second > 60 or day > calendar.monthrange(year, month)[1]:
-                raise ValueError
-        except ValueError:
-            raise _schema(path, f"{value!r} is not a valid date and time") from None
-        if offset not in ("Z", "z"):
-            sign = 1 if offset[0] == "+" else -1
-            seconds -= sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
-        nanos = int((fraction[1:] if fraction else "").ljust(9, "0"))
-        ts_ns = seconds * 1_000_000_000 + nanos
+        ts_ns = _rfc3339_ns(value, path)
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _schema(path, "is not a finite number")
-        try:
-            # Decimal of the shortest repr keeps 1700000000.123 exact instead of ...122999.
-            ts_ns = int(Decimal(repr(value)) * 1_000_000_000)
-        except (InvalidOperation, OverflowError):
-            raise _schema(path, "is not a valid epoch time") from None
+        ts_ns = _epoch_ns(value, path)
     elif isinstance(value, _NonFinite):
         raise _schema(path, f"{value.literal} is not a finite number")
     else:
         raise _schema(path, f"must be RFC 3339 text or epoch seconds, not {_json_type(value)}")
     if ts_ns < 0:
         raise _schema(path, "is before 1970-01-01")
-    if ts_ns > received_ns + MAX_FUTURE_SKEW_NS:
-        ahead_s = (ts_ns - received_ns) / 1e9
+    if ts_ns > received_ns + MAX_FUTURE_SKEW_NS or ts_ns > MAX_TS_NS:
         hint = (
             " (it looks like milliseconds; send seconds)"
-            if isinstance(value, int | float) and value > 1e11
+            if isinstance(value, int | float) and _LOOKS_LIKE_MS[0] < value < _LOOKS_LIKE_MS[1]
             else ""
         )
-        raise ContractError(
-            REJECT_CLOCK_SKEW,
-            f"{path}: {ahead_s:.0f} s in the future; the limit is 300 s (check the device clock)"
-            + hint,
-        )
+        if ts_ns > _FAR_FUTURE_NS or ts_ns <= received_ns + MAX_FUTURE_SKEW_NS:
+            # Too far to say in seconds, or not in the future of this receipt time at all
+            # but past what InfluxDB can store.
+            ahead = "is after 2262-04-11T23:47:16Z, the latest time InfluxDB stores"
+        else:
+            ahead_s = (ts_ns - received_ns) / 1e9
+            ahead = f"{ahead_s:.0f} s in the future; the limit is 300 s"
+        raise ContractError(REJECT_CLOCK_SKEW, f"{path}: {ahead} (check the device clock){hint}")
     return ts_ns
 
 
@@ -296,7 +351,7 @@ def _timestamp(body: Mapping[str, Any], path: str, received_ns: int) -> tuple[in
     return parse_timestamp(body["ts"], f"{path}ts", received_ns), True
 
 
-def parse_reading(body: object, path: str, received_ns: int) -> Reading:
+def parse_reading(body: object, path: str, received_ns: int) -> Reading:  # noqa: C901
     """One telemetry reading; `path` prefixes error locations (`batch[3].`)."""
     if not isinstance(body, dict):
         raise _schema(path.rstrip(".") or "payload", f"must be an object, not {_json_type(body)}")
@@ -326,7 +381,7 @@ def parse_reading(body: object, path: str, received_ns: int) -> Reading:
         if not is_valid_metric_name(name):
             raise _schema(
                 f"{path}metrics",
-                f"name {name!r} must match ^[a-z][a-z0-9_]{{0,63}}$",
+                f"name {_quote(name)} must match ^[a-z][a-z0-9_]{{0,63}}$",
             )
         if isinstance(value, bool):
             metrics[name] = value
@@ -362,18 +417,20 @@ def parse_alert(topic: Topic, body: Mapping[str, Any], received_ns: int) -> Aler
     alert_type = body.get("type")
     if alert_type is None:
         raise _schema("type", "is required")
-    if not isinstance(alert_type, str) or not is_valid_metric_name(alert_type):
-        raise _schema("type", f"{alert_type!r} must match ^[a-z][a-z0-9_]{{0,63}}$")
+    if not isinstance(alert_type, str):
+        raise _schema("type", f"must be a string, not {_json_type(alert_type)}")
+    if not is_valid_metric_name(alert_type):
+        raise _schema("type", f"{_quote(alert_type)} must match ^[a-z][a-z0-9_]{{0,63}}$")
     severity = body.get("severity")
     if severity is None:
         raise _schema("severity", "is required")
     if severity not in SEVERITIES:
-        raise _schema("severity", f"{severity!r} must be one of {', '.join(SEVERITIES)}")
+        raise _not_one_of("severity", severity, f"one of {', '.join(SEVERITIES)}")
     state = body.get("state", "raised")
     if state is None:
         state = "raised"
     if state not in ("raised", "cleared"):
-        raise _schema("state", f"{state!r} must be raised or cleared")
+        raise _not_one_of("state", state, "raised or cleared")
     message = _optional_text(body, "message", MAX_MESSAGE_CHARS) or ""
     value = None if body.get("value") is None else _finite_number(body["value"], "value")
     return AlertEvent(
@@ -404,7 +461,7 @@ def parse_status(topic: Topic, body: Mapping[str, Any], received_ns: int) -> Sta
     if state is None:
         raise _schema("state", "is required")
     if state not in ("online", "offline"):
-        raise _schema("state", f"{state!r} must be online or offline")
+        raise _not_one_of("state", state, "online or offline")
     interval = _optional_number(body, "interval_s", 0.001, MAX_INTERVAL_SECONDS)
     return StatusEvent(
         site=topic.site,
@@ -428,6 +485,32 @@ def payload_excerpt(payload: bytes, limit: int = PAYLOAD_EXCERPT_BYTES) -> str:
     return text + ("…" if len(payload) > limit else "")
 
 
+MAX_INTERNAL_REASON_CHARS = 500
+
+
+def internal_rejection(
+    topic: str, payload: bytes, received_ns: int, exc: BaseException, stage: str
+) -> Rejected:
+    """The dead letter for an exception nobody foresaw while turning a message into lines.
+
+    Its reason names the stage, the exception's type and its text, so that the dead letter
+    is a bug report; building it cannot fail in turn.
+    """
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ fails still gets its dead letter
+        text = "(no text)"
+    if len(text) > MAX_INTERNAL_REASON_CHARS:
+        text = text[:MAX_INTERNAL_REASON_CHARS] + "…"
+    return Rejected(
+        topic=topic,
+        code=REJECT_INTERNAL,
+        reason=f"{stage} failed: {type(exc).__name__}: {text}",
+        payload_excerpt=payload_excerpt(payload),
+        received_ns=received_ns,
+    )
+
+
 def decode_message(
     topic: str, payload: bytes, received_ns: int, root: str
 ) -> DeviceMessage | Rejected:
@@ -448,3 +531,7 @@ def decode_message(
             payload_excerpt=payload_excerpt(payload),
             received_ns=received_ns,
         )
+    except Exception as exc:
+        # The second line of defence (see the module docstring): a dead letter, not a crash
+        # that would leave the message unacknowledged and stop the ingest on every restart.
+        return internal_rejection(topic, payload, received_ns, exc, "decoding")

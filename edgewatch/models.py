@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Literal
 
 MetricValue = float | bool
@@ -17,20 +16,6 @@ SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning", "info")
 """Most severe first; the order is used for sorting and roll-ups."""
 
 MessageKind = Literal["telemetry", "alert", "status"]
-
-
-class Severity(StrEnum):
-    CRITICAL = "critical"
-    MAJOR = "major"
-    MINOR = "minor"
-    WARNING = "warning"
-    INFO = "info"
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRef:
-    site: str
-    device: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +68,34 @@ class StatusEvent:
 
 
 DeviceMessage = Telemetry | AlertEvent | StatusEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a device says about itself: the descriptive fields of its `online` status.
+
+    What its birth carries (`edgewatch.encode.birth_body`, absent values left out) and what a
+    reader learns from a `StatusEvent` (`from_status`). `interval_s` None: not said, the
+    contract's default of 60 s applies.
+    """
+
+    interval_s: float | None = None
+    model: str | None = None
+    model_version: str | None = None
+    firmware: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+    @classmethod
+    def from_status(cls, status: StatusEvent) -> DeviceInfo:
+        return cls(
+            interval_s=status.interval_s,
+            model=status.model,
+            model_version=status.model_version,
+            firmware=status.firmware,
+            lat=status.lat,
+            lon=status.lon,
+        )
 
 
 @dataclass(frozen=True, slots=True)

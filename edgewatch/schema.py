@@ -20,6 +20,13 @@ MEASUREMENT_ALERT = "alert_event"
 MEASUREMENT_DEAD_LETTER = "dead_letter"
 MEASUREMENT_INGEST_STATS = "ingest_stats"
 MEASUREMENT_ALERT_ACTION = "alert_action"
+MEASUREMENT_DEVICE_ACTION = "device_action"
+MEASUREMENT_LAST_SEEN = "device_last_seen"
+
+# The state bucket's last-seen is one point per device per hour of receipt: each telemetry
+# message overwrites its hour's point, so the newest point holds the exact newest receipt,
+# and a year costs 8,760 points per device instead of one per message.
+LAST_SEEN_GRANULARITY_NS = 3600 * 1_000_000_000
 
 ROLLUP_STATS: tuple[str, ...] = ("mean", "min", "max")
 
@@ -140,6 +147,75 @@ def message_lines(message: DeviceMessage) -> list[str]:
     if isinstance(message, AlertEvent):
         return [alert_line(message)]
     return [status_line(message)]
+
+
+def state_lines(message: DeviceMessage, received_ns: int) -> list[str]:
+    """The lines one accepted message adds to the state bucket (infinite retention).
+
+    What must outlive raw retention: every status (the device's inventory: model, firmware,
+    location, interval_s) and every alert event, which are few, and a coarse last-seen per
+    device. Each carries the ingest's receipt time (`received_ns`), the one clock health
+    and the alert fold compare (docs/architecture.md). Statuses are stamped with their
+    receipt time, so the last one stored is the last one received (the last will has no
+    time of its own); alert events keep their own time, which their id is made of.
+    """
+    tags = {"site": message.site, "device": message.device}
+    if isinstance(message, Telemetry):
+        newest = max(reading.ts_ns for reading in message.readings)
+        hour_ns = received_ns - received_ns % LAST_SEEN_GRANULARITY_NS
+        return [
+            line(
+                MEASUREMENT_LAST_SEEN,
+                tags,
+                {"received_ns": received_ns, "reading_ns": newest},
+                hour_ns,
+            )
+        ]
+    if isinstance(message, AlertEvent):
+        return [
+            line(
+                MEASUREMENT_ALERT,
+                {**tags, "type": message.type},
+                {
+                    "severity": message.severity,
+                    "state": message.state,
+                    "message": message.message,
+                    "value": message.value,
+                    "received_ns": received_ns,
+                },
+                message.ts_ns,
+            )
+        ]
+    return [
+        line(
+            MEASUREMENT_STATUS,
+            tags,
+            {
+                "state": message.state,
+                "reason": message.reason,
+                "interval_s": message.interval_s,
+                "model": message.model,
+                "model_version": message.model_version,
+                "firmware": message.firmware,
+                "lat": message.lat,
+                "lon": message.lon,
+                "ts_ns": message.ts_ns,
+            },
+            received_ns,
+        )
+    ]
+
+
+def device_action_line(
+    *, site: str, device: str, action: str, user: str, note: str, ts_ns: int
+) -> str:
+    """An operator's retire or reinstate of a device (ops bucket)."""
+    return line(
+        MEASUREMENT_DEVICE_ACTION,
+        {"site": site, "device": device},
+        {"action": action, "user": user, "note": note},
+        ts_ns,
+    )
 
 
 def dead_letter_line(rejected: Rejected) -> str:

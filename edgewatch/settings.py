@@ -7,6 +7,7 @@ Secrets come from the environment only; nothing here has a secret default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -40,7 +41,13 @@ class Settings(BaseSettings):
     mqtt_username: str | None = Field(None, alias="MQTT_USERNAME")
     mqtt_password: SecretStr | None = Field(None, alias="MQTT_PASSWORD")
     mqtt_tls_ca: Path | None = Field(None, alias="MQTT_TLS_CA")
+    # The TLS listener that requires a device certificate (its CN is the user name).
     mqtt_tls_port: int = Field(8883, alias="MQTT_TLS_PORT")
+    # TLS with a user name and password: services, and devices that cannot hold a certificate.
+    mqtt_tls_password_port: int = Field(8884, alias="MQTT_TLS_PASSWORD_PORT")
+    # This client's certificate and key (from `edgewatch stack certs issue`): connect with them.
+    mqtt_tls_cert: Path | None = Field(None, alias="MQTT_TLS_CERT")
+    mqtt_tls_key: Path | None = Field(None, alias="MQTT_TLS_KEY")
     mqtt_topic_root: str = Field(DEFAULT_TOPIC_ROOT, alias="MQTT_TOPIC_ROOT")
     mqtt_client_id: str = Field("edgewatch-ingest", alias="MQTT_CLIENT_ID")
     mqtt_share_group: str | None = Field(None, alias="MQTT_SHARE_GROUP")
@@ -55,9 +62,11 @@ class Settings(BaseSettings):
     influxdb_bucket_1m: str = Field("edgewatch_1m", alias="EDGEWATCH_BUCKET_1M")
     influxdb_bucket_1h: str = Field("edgewatch_1h", alias="EDGEWATCH_BUCKET_1H")
     influxdb_bucket_ops: str = Field("edgewatch_ops", alias="EDGEWATCH_BUCKET_OPS")
+    # Infinite retention: device inventory and last-seen, alert events (docs/architecture.md).
+    influxdb_bucket_state: str = Field("edgewatch_state", alias="EDGEWATCH_BUCKET_STATE")
     influxdb_timeout_seconds: float = Field(10.0, alias="INFLUXDB_V2_TIMEOUT_SECONDS")
     # Least-privilege tokens made by `edgewatch stack up` (see stack/bootstrap.py): the ingest
-    # may only write the raw bucket, the dashboard reads all buckets and writes only ops.
+    # writes only the raw and state buckets, the dashboard reads all buckets and writes only ops.
     ingest_token: SecretStr | None = Field(None, alias="EDGEWATCH_INGEST_TOKEN")
     dashboard_token: SecretStr | None = Field(None, alias="EDGEWATCH_DASHBOARD_TOKEN")
 
@@ -72,10 +81,15 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
     dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")
     dashboard_user: str = Field("operator", alias="EDGEWATCH_USER")
+    # Closed alerts older than this are not listed; open ones always are.
     alert_lookback_days: int = Field(30, alias="EDGEWATCH_ALERT_LOOKBACK_DAYS")
     auth_mode: Literal["local", "none"] = Field("local", alias="EDGEWATCH_AUTH")
     users_file: Path | None = Field(None, alias="EDGEWATCH_USERS_FILE")
     session_max_age_seconds: float = Field(8 * 3600, alias="EDGEWATCH_SESSION_MAX_AGE_SECONDS")
+    # Signs the sign-in cookie; absent: a random one kept beside the account store.
+    session_secret: SecretStr | None = Field(None, alias="EDGEWATCH_SESSION_SECRET")
+    # Mark the cookie Secure (sent over HTTPS only): set when the dashboard is behind TLS.
+    session_cookie_secure: bool = Field(False, alias="EDGEWATCH_SESSION_COOKIE_SECURE")
 
     # Alerter (server-side rules and notifications)
     alerter_token: SecretStr | None = Field(None, alias="EDGEWATCH_ALERTER_TOKEN")
@@ -100,9 +114,17 @@ class Settings(BaseSettings):
         return self.users_file or self.state_dir / "users.json"
 
     @property
+    def session_secret_path(self) -> Path:
+        """Where the cookie-signing key is kept when EDGEWATCH_SESSION_SECRET is not set."""
+        return self.users_path.with_name("session-secret")
+
+    @property
     def mqtt_connect_port(self) -> int:
-        """The port clients connect to: the TLS listener whenever a CA is configured."""
-        return self.mqtt_tls_port if self.mqtt_tls_ca is not None else self.mqtt_port
+        """The port clients connect to: with a CA configured, the certificate listener when
+        this client has a certificate, else the password TLS listener; else the plain one."""
+        if self.mqtt_tls_ca is None:
+            return self.mqtt_port
+        return self.mqtt_tls_port if self.mqtt_tls_cert is not None else self.mqtt_tls_password_port
 
     def token_value(self) -> str:
         """The InfluxDB token, or a clear error naming the fix."""
@@ -117,3 +139,22 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (tests, CLI flags) on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting: its alias, the one place a name is spelled."""
+    alias = Settings.model_fields[field].alias
+    if alias is None:  # pragma: no cover - every field has one (see the class docstring)
+        raise KeyError(field)
+    return alias
+
+
+def settings_env(**values: object) -> dict[str, str]:
+    """Environment variables for the given settings (by field name), as a child reads them."""
+    return {env_name(field): str(value) for field, value in values.items()}
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` less every variable that is a setting: a child gets only what it is given."""
+    names = {env_name(field) for field in Settings.model_fields}
+    return {key: value for key, value in environ.items() if key not in names}

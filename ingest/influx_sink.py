@@ -12,6 +12,9 @@ refusal means:
 - any other 4xx (a field type conflict, a "partial write", a line InfluxDB cannot parse): the
   batch is split in halves until the refused entries are isolated; the rest is stored, and each
   refused entry is returned with InfluxDB's error text so the caller can dead-letter it.
+
+Entries' `state_lines` go to the state bucket (`post_state`) after their raw lines are stored,
+with the same retries; an entry counts as stored only when both writes are.
 """
 
 from __future__ import annotations
@@ -175,6 +178,7 @@ class InfluxSink:
         self,
         *,
         post: Post,
+        post_state: Post | None = None,
         logger: logging.Logger | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
@@ -182,6 +186,7 @@ class InfluxSink:
         log_interval_seconds: float = LOG_INTERVAL_SECONDS,
     ) -> None:
         self._post = post
+        self._post_state = post_state
         self._log = logger or logging.getLogger(__name__)
         self._monotonic = monotonic
         self._backoff_initial = backoff_initial_seconds
@@ -194,7 +199,11 @@ class InfluxSink:
         pending: list[list[Entry]] = [list(entries)] if entries else []
         while pending:
             part = pending.pop()
-            response = self._write_until_answered(part, give_up, result)
+            lines = [line for entry in part for line in entry.lines]
+            response = self._write_until_answered(lines, self._post, give_up, result)
+            state = [line for entry in part for line in entry.state_lines]
+            if response is not None and response.ok and state and self._post_state is not None:
+                response = self._write_until_answered(state, self._post_state, give_up, result)
             if response is None:
                 result.complete = False
                 return result
@@ -217,10 +226,9 @@ class InfluxSink:
         return result
 
     def _write_until_answered(
-        self, part: list[Entry], give_up: threading.Event, result: StoreResult
+        self, lines: list[str], post: Post, give_up: threading.Event, result: StoreResult
     ) -> WriteResponse | None:
         """POST until InfluxDB answers with anything but a retryable status."""
-        lines = [line for entry in part for line in entry.lines]
         body = encode_body(lines)
         delay = self._backoff_initial
         first_failure: float | None = None
@@ -229,7 +237,7 @@ class InfluxSink:
         while True:
             attempt += 1
             result.attempts += 1
-            response = self._post(body)
+            response = post(body)
             if not response.retryable:
                 if first_failure is not None:
                     self._log.info(

@@ -36,18 +36,18 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgewatch.models import InboundMessage
+from shared.mqtt_client import new_mqtt_client
 
 RECEIVE_MAXIMUM_LIMIT = 65535
 RECONNECT_MIN_DELAY_SECONDS = 1
 RECONNECT_MAX_DELAY_SECONDS = 30
-KINDS = ("telemetry", "alert", "status")
 _MID_BITS = 16
 _MID_MASK = (1 << _MID_BITS) - 1
 
@@ -131,16 +131,13 @@ class MqttSource:
         # Set once the broker granted our subscriptions (tests and readiness checks wait on it).
         self.subscribed = threading.Event()
 
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
+        client = new_mqtt_client(
             client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            username=username,
+            password=password,
+            tls_ca=tls_ca,
             manual_ack=True,
         )
-        if username:
-            client.username_pw_set(username, password)
-        if tls_ca:
-            client.tls_set(ca_certs=tls_ca)
         client.reconnect_delay_set(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail

@@ -4,9 +4,10 @@ Pure apart from the stats it counts into: no network, no threads, no clock of it
 are passed in), so batching and dead-lettering are unit-tested without a broker or InfluxDB.
 Decoding is `edgewatch.contract.decode_message`, lines are `edgewatch.schema`'s.
 
-An `Entry` is what one MQTT message became: all its lines and the one token that acknowledges
-it. Batches hold whole entries, so a message is stored (and acknowledged) whole or not at all,
-and InfluxDB's refusal of a line can be traced back to the message that made it.
+An `Entry` is what one MQTT message became: all its lines (and the lines it adds to the
+state bucket, which outlives raw retention) and the one token that acknowledges it. Batches
+hold whole entries, so a message is stored (and acknowledged) whole or not at all, and
+InfluxDB's refusal of a line can be traced back to the message that made it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edgewatch.contract import REJECT_SCHEMA, REJECT_STORAGE, decode_message, payload_excerpt
-from edgewatch.models import InboundMessage, Rejected
-from edgewatch.schema import dead_letter_line, ingest_stats_line, message_lines
+from edgewatch.contract import (
+    REJECT_STORAGE,
+    decode_message,
+    internal_rejection,
+    payload_excerpt,
+)
+from edgewatch.models import DeviceMessage, InboundMessage, Rejected, Telemetry
+from edgewatch.schema import dead_letter_line, ingest_stats_line, message_lines, state_lines
 from ingest.stats import IngestStats
 
 EntryKind = Literal["telemetry", "alert", "status", "dead_letter", "ingest_stats"]
@@ -28,6 +34,7 @@ class Entry:
 
     `ack_token` is None for what did not come from the broker (the stats heartbeat).
     `payload` is kept so that a message InfluxDB refuses can still be dead-lettered.
+    `state_lines` go to the state bucket (edgewatch.schema.state_lines), `lines` to raw.
     """
 
     kind: EntryKind
@@ -37,6 +44,7 @@ class Entry:
     received_ns: int
     payload: bytes = b""
     code: str | None = None
+    state_lines: tuple[str, ...] = ()
 
     @property
     def is_dead_letter(self) -> bool:
@@ -63,15 +71,12 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
         return dead_letter_entry(decoded, ack_token=message.ack_token, payload=message.payload)
     try:
         lines = tuple(message_lines(decoded))
-    except ValueError as exc:
+        state = tuple(state_lines(decoded, heard_ns(decoded, message)))
+    except Exception as exc:
         # The decoder should make this impossible; if it ever is not, the message is
-        # dead-lettered instead of stopping the ingest.
-        rejected = Rejected(
-            topic=message.topic,
-            code=REJECT_SCHEMA,
-            reason=f"cannot be written as line protocol: {exc}",
-            payload_excerpt=payload_excerpt(message.payload),
-            received_ns=message.received_ns,
+        # dead-lettered (code `internal`) instead of stopping the ingest.
+        rejected = internal_rejection(
+            message.topic, message.payload, message.received_ns, exc, "line protocol"
         )
         return dead_letter_entry(rejected, ack_token=message.ack_token, payload=message.payload)
     return Entry(
@@ -81,7 +86,26 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
         topic=message.topic,
         received_ns=message.received_ns,
         payload=message.payload,
+        state_lines=state,
     )
+
+
+def heard_ns(decoded: DeviceMessage, message: InboundMessage) -> int:
+    """When the device was heard: the receipt time, except for a retained message.
+
+    A retained message (a status, typically) is the broker's copy, sent again whenever the
+    ingest's subscription is new (first start, a replica added, a session that expired): its
+    receipt time says nothing about when the device sent it, and taken as a sign of life it
+    would make a long-silent device look ONLINE. Its own time, never later than the receipt,
+    is then the best we know.
+    """
+    if message.retained:
+        if isinstance(decoded, Telemetry):
+            own_ns = max(reading.ts_ns for reading in decoded.readings)
+        else:
+            own_ns = decoded.ts_ns
+        return min(message.received_ns, own_ns)
+    return message.received_ns
 
 
 def storage_dead_letter(entry: Entry, reason: str) -> Entry:

@@ -97,7 +97,14 @@ def default_sink(settings: Settings, logger: logging.Logger | None = None) -> In
         token=ingest_token(settings),
         timeout_seconds=settings.influxdb_timeout_seconds,
     )
-    return InfluxSink(post=writer, logger=logger)
+    state_writer = HttpWriter(
+        url=settings.influxdb_url,
+        org=settings.influxdb_org,
+        bucket=settings.influxdb_bucket_state,
+        token=ingest_token(settings),
+        timeout_seconds=settings.influxdb_timeout_seconds,
+    )
+    return InfluxSink(post=writer, post_state=state_writer, logger=logger)
 
 
 class IngestService:

@@ -5,9 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
-
-ensure_apt_packages
-ensure_venv
-ensure_influxd
+ensure_all
 
 exec .venv/bin/edgewatch demo "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install steps shared by scripts/test.sh and scripts/run.sh; sourced, not run.
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, and
-# reinstalls the Python project only when pyproject.toml changed.
+# reinstalls the Python project only when pyproject.toml or requirements.lock changed.
 
 APT_PACKAGES=(mosquitto mosquitto-clients chromium pkg-config)
 
@@ -31,18 +31,22 @@ ensure_apt_packages() {
 }
 
 ensure_venv() {
+    # Installs exactly the versions in requirements.lock (the ones the tests passed with),
+    # then the project itself without resolving anything; again only when either file changed.
+    # Refresh the lock with `bash scripts/lock.sh` (README, "Dependencies").
     local python stamp want
     if [ ! -x .venv/bin/python ]; then
         python="$(command -v python3.11 || command -v python3)"
         echo "creating .venv with $python" >&2
         "$python" -m venv .venv
     fi
-    stamp=.venv/.edgewatch-pyproject.sha256
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+    stamp=.venv/.edgewatch-lock.sha256
+    want="$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)"
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x .venv/bin/edgewatch ]; then
-        echo "installing edgewatch and its dev tools into .venv" >&2
+        echo "installing edgewatch and its dev tools into .venv from requirements.lock" >&2
         .venv/bin/python -m pip install -q --upgrade pip
-        .venv/bin/python -m pip install -q -e ".[dev]"
+        .venv/bin/python -m pip install -q --require-virtualenv -r requirements.lock
+        .venv/bin/python -m pip install -q --no-deps -e .
         echo "$want" >"$stamp"
     fi
 }
@@ -50,4 +54,11 @@ ensure_venv() {
 ensure_influxd() {
     # Builds influxd once (15-30 min on 2 cores, with progress lines); a no-op when cached.
     .venv/bin/edgewatch --log-level WARNING stack build-influxd
+}
+
+ensure_all() {
+    # What scripts/run.sh and scripts/test.sh need before anything runs.
+    ensure_apt_packages
+    ensure_venv
+    ensure_influxd
 }

@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, then lint, types and every test.
+# The test command: installs what is missing, then lint, types, the room rules and every test.
 #   bash scripts/test.sh                  # everything
 #   bash scripts/test.sh tests/unit -x    # arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/setup.sh
 source scripts/setup.sh
-
-ensure_apt_packages
-ensure_venv
-ensure_influxd
+ensure_all
 
 echo "== ruff check" >&2
 .venv/bin/ruff check .
@@ -17,6 +14,8 @@ echo "== ruff format --check" >&2
 .venv/bin/ruff format --check .
 echo "== mypy" >&2
 .venv/bin/mypy
+echo "== lint-imports (the room rules, pyproject.toml [tool.importlinter])" >&2
+.venv/bin/lint-imports
 echo "== pytest $*" >&2
 status=0
 # A temp dir of this run's own: pytest's shared default would let two runs on one machine

@@ -1,6 +1,6 @@
 """stack room: idempotent InfluxDB setup through its HTTP API.
 
-Creates the org, the four buckets of docs/architecture.md, the two rollup tasks (Flux kept in
+Creates the org, the five buckets of docs/architecture.md, the two rollup tasks (Flux kept in
 `stack/flux/`) and least-privilege tokens, and keeps the credentials in a 0600 JSON file.
 A re-run finds everything by name and changes nothing. Touches: one InfluxDB over HTTP, the
 credentials file.
@@ -68,11 +68,13 @@ class BucketNames:
     m1: str
     h1: str
     ops: str
+    state: str = "edgewatch_state"
 
     def __post_init__(self) -> None:
-        for value in (self.raw, self.m1, self.h1, self.ops):
+        names = (self.raw, self.m1, self.h1, self.ops, self.state)
+        for value in names:
             validate_name(value, "bucket name")
-        if len({self.raw, self.m1, self.h1, self.ops}) != 4:
+        if len(set(names)) != len(names):
             raise ValueError(f"bucket names must differ: {self}")
 
     def retentions(self) -> dict[str, int]:
@@ -82,6 +84,8 @@ class BucketNames:
             self.m1: RETENTION_1M_SECONDS,
             self.h1: INFINITE,
             self.ops: INFINITE,
+            # What must outlive raw retention: inventory, last-seen, alert events.
+            self.state: INFINITE,
         }
 
 
@@ -109,7 +113,7 @@ class StackCredentials:
     admin_token: str = field(repr=False)
     ingest_token: str = field(repr=False)
     dashboard_token: str = field(repr=False)
-    # Reads every bucket, writes rule alerts (raw) and its state (ops); "" in older files.
+    # Reads every bucket, writes rule alerts (state) and its records (ops); "" in older files.
     alerter_token: str = field(default="", repr=False)
 
 
@@ -240,17 +244,21 @@ def _permission_key(perm: JSON) -> tuple[str, str, str]:
 def wanted_permissions(
     kind: str, bucket_ids: dict[str, str], buckets: BucketNames, org_id: str
 ) -> list[JSON]:
-    """Least privilege: ingest writes raw only; the dashboard reads all, writes ops only."""
+    """Least privilege: ingest writes raw and state only; the dashboard reads all, writes ops;
+    the alerter reads all, writes its rule alerts to state and its own records to ops."""
     if kind == "ingest":
-        return [_permission("write", bucket_ids[buckets.raw], org_id)]
+        return [
+            _permission("write", bucket_ids[buckets.raw], org_id),
+            _permission("write", bucket_ids[buckets.state], org_id),
+        ]
     reads = [
         _permission("read", bucket_ids[name], org_id)
-        for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops)
+        for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops, buckets.state)
     ]
     if kind == "alerter":
         return [
             *reads,
-            *(_permission("write", bucket_ids[b], org_id) for b in (buckets.raw, buckets.ops)),
+            *(_permission("write", bucket_ids[b], org_id) for b in (buckets.state, buckets.ops)),
         ]
     return [*reads, _permission("write", bucket_ids[buckets.ops], org_id)]
 

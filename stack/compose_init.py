@@ -5,8 +5,9 @@ makes the device CA and the broker's certificate, the broker accounts and ACL, b
 InfluxDB (buckets, rollup tasks, least-privilege tokens), and writes one directory per
 service under `<state>/compose/`, each holding only that service's secrets:
 
-- `mosquitto/`: ca.crt, server.crt, server.key, passwd, acl, health.password
-- `ingest/`, `simulator/`, `dashboard/`: `env` (sourced by the image's entry point) and ca.crt
+- `mosquitto/`: ca.crt, server.crt, server.key, crl.pem, passwd, acl, health.password
+- `ingest/`, `simulator/`, `dashboard/`, `alerter/`: `env` (sourced by the image's entry point)
+  and ca.crt
 
 Compose mounts each directory into its own service only (volume subpaths), so no service but
 this one sees the admin token, and none sees another's credentials. Idempotent: a re-run
@@ -15,27 +16,27 @@ keeps the CA, the accounts and the tokens.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from edgewatch.settings import Settings
+from shared.private_file import write_private_file
 from stack.bootstrap import bootstrap
-from stack.cli import StackPaths, account_store, bucket_names, dotenv_lines, ensure_mqtt_security
-from stack.security import MqttAccount, create_certificates
+from stack.local_stack import (
+    StackPaths,
+    account_store,
+    bucket_names,
+    dotenv_lines,
+    ensure_mqtt_security,
+    save_service_passwords,
+)
+from stack.security import CRL_FILE, MqttAccount, create_certificates
 
 HEALTH_ACCOUNT = "health"
 SERVICE_CA_PATH = "/run/edgewatch/ca.crt"
 
 
 def _write(path: Path, text: str, *, uid: int | None, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    path.chmod(mode)
-    if uid is not None:
-        os.chown(path, uid, uid)
+    write_private_file(path, text, mode=mode, owner_uid=uid)
 
 
 def _copy(source: Path, target: Path, *, uid: int | None, mode: int) -> None:
@@ -56,7 +57,7 @@ def compose_init(
     store = account_store(settings, paths)
     if HEALTH_ACCOUNT not in passwords:
         passwords[HEALTH_ACCOUNT] = store.add(MqttAccount(HEALTH_ACCOUNT, "monitor"))
-        _write(paths.service_passwords, json.dumps(passwords, indent=2), uid=None)
+        save_service_passwords(paths, passwords)
     creds = bootstrap(
         url=settings.influxdb_url,
         org=settings.influxdb_org,
@@ -66,20 +67,25 @@ def compose_init(
     )
     root = paths.state_dir / "compose"
     broker = root / "mosquitto"
-    for name, mode in (("ca.crt", 0o644), ("server.crt", 0o644), ("server.key", 0o600)):
+    for name, mode in (
+        ("ca.crt", 0o644),
+        ("server.crt", 0o644),
+        ("server.key", 0o600),
+        (CRL_FILE, 0o644),  # the certificate listener's revocation list
+    ):
         _copy(paths.pki_dir / name, broker / name, uid=mosquitto_uid, mode=mode)
     _copy(store.password_file, broker / "passwd", uid=mosquitto_uid, mode=0o600)
     _copy(store.acl_file, broker / "acl", uid=mosquitto_uid, mode=0o600)
     _write(broker / "health.password", passwords[HEALTH_ACCOUNT], uid=mosquitto_uid)
-    for service in ("ingest", "simulator", "dashboard"):
+    for service in ("ingest", "simulator", "dashboard", "alerter"):
         lines = dotenv_lines(
             settings,
             creds,
             service=service,
             mqtt_passwords=passwords,
-            ca_path=Path(SERVICE_CA_PATH) if service != "dashboard" else None,
+            ca_path=Path(SERVICE_CA_PATH) if service in {"ingest", "simulator"} else None,
         )
         _write(root / service / "env", "\n".join(lines) + "\n", uid=service_uid)
-        _copy(paths.pki_dir / "ca.crt", root / service / "ca.crt", uid=service_uid, mode=0o644)
+        _copy(paths.ca_cert, root / service / "ca.crt", uid=service_uid, mode=0o644)
     # The admin token stays in credentials.json, which no other service mounts.
     return root

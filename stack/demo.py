@@ -15,13 +15,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from dashboard.auth import UserStore
-from edgewatch.settings import Settings
-from stack.cli import StackPaths, dotenv_lines, load_service_passwords, stack_up
+from edgewatch.settings import Settings, env_name, settings_env, without_settings
+from shared.private_file import write_private_file
+from stack.bootstrap import load_credentials
+from stack.local_stack import StackPaths, load_service_passwords, service_environment, stack_up
 from stack.notify_sink import NotificationSink
 from stack.processes import check_port_free, tcp_accepts
 
@@ -62,60 +64,109 @@ class Child:
             return "(no log)"
 
 
-def service_env(settings: Settings, paths: StackPaths, service: str) -> dict[str, str]:
-    """The environment of one child: ours, minus every secret, plus its own (over TLS)."""
-    from stack.bootstrap import load_credentials  # noqa: PLC0415
-
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MQTT_", "INFLUXDB_V2_", "EDGEWATCH_"))
-    }
-    lines = dotenv_lines(
-        settings,
-        load_credentials(paths.credentials),
-        service=service,
-        mqtt_passwords=load_service_passwords(paths),
-        ca_path=paths.pki_dir / "ca.crt",
+def service_env(
+    settings: Settings, paths: StackPaths, service: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of one child: ours, minus every setting, plus its own (over TLS)."""
+    env = without_settings(os.environ if environ is None else environ)
+    env.update(
+        service_environment(
+            settings,
+            load_credentials(paths.credentials),
+            service=service,
+            mqtt_passwords=load_service_passwords(paths),
+            ca_path=paths.ca_cert,
+        )
     )
-    for line in lines:
-        key, _, value = line.partition("=")
-        base[key] = value.strip("'")
-    base["EDGEWATCH_STATE_DIR"] = str(settings.state_dir)
-    base["EDGEWATCH_CACHE_DIR"] = str(settings.cache_dir)
-    return base
-
-
-def alerter_env(settings: Settings, paths: StackPaths, sink: NotificationSink) -> dict[str, str]:
-    """The alerter reads like the dashboard, writes with its own token, notifies the sink."""
-    from stack.bootstrap import load_credentials  # noqa: PLC0415
-
-    env = service_env(settings, paths, "dashboard")
-    creds = load_credentials(paths.credentials)
-    if creds.alerter_token:
-        env["INFLUXDB_V2_TOKEN"] = creds.alerter_token
-    env["EDGEWATCH_NOTIFY_URLS"] = sink.apprise_url
-    if settings.rules_file is not None:
-        env["EDGEWATCH_RULES_FILE"] = str(settings.rules_file)
+    env.update(settings_env(state_dir=settings.state_dir, cache_dir=settings.cache_dir))
     return env
+
+
+DEMO_LOGINS = (("operator", "operator"), ("viewer", "viewer"))
+
+
+def _users_cli(args: list[str], env: Mapping[str, str], stdin: str = "") -> str:
+    """Run `edgewatch users ...`: the dashboard's own account code, in its own process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "edgewatch.cli", "users", *args],
+        input=stdin,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"`edgewatch users {args[0]}` failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 def ensure_demo_logins(settings: Settings, paths: StackPaths) -> dict[str, str]:
     """An operator and a viewer for the dashboard, made once; their passwords kept 0600."""
     logins_path = paths.state_dir / "demo-logins.json"
-    store = UserStore(settings.users_path)
+    env = without_settings(os.environ)
+    env[env_name("users_file")] = str(settings.users_path)
     try:
         logins: dict[str, str] = json.loads(logins_path.read_text())
     except FileNotFoundError:
         logins = {}
-    for name, role in (("operator", "operator"), ("viewer", "viewer")):
-        if name not in logins or store.role_of(name) is None:
+    existing = {line.split()[0] for line in _users_cli(["list"], env).splitlines() if line}
+    for name, role in DEMO_LOGINS:
+        if name not in logins or name not in existing:
             logins[name] = secrets.token_urlsafe(12)
-            store.add(name, logins[name], role)
-    fd = os.open(logins_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(logins, handle, indent=2)
+            _users_cli(["add", name, "--role", role, "--password-stdin"], env, logins[name])
+    write_private_file(logins_path, json.dumps(logins, indent=2))
     return logins
+
+
+def demo_children(
+    settings: Settings,
+    paths: StackPaths,
+    *,
+    sites: int,
+    devices: int,
+    seed: int,
+    notify_urls: str,
+) -> list[Child]:
+    """The ingest, the simulator, the dashboard and the alerter, each with its own secrets.
+
+    The alerter notifies `notify_urls` (the demo's local sink) as its default receiver.
+    """
+    cli = [sys.executable, "-m", "edgewatch.cli"]
+    simulate = ["simulate", "--sites", str(sites), "--devices", str(devices), "--seed", str(seed)]
+    commands = {
+        "ingest": ["ingest"],
+        "simulator": simulate,
+        "dashboard": ["dashboard", "--port", str(settings.dashboard_port)],
+        "alerter": ["alerter"],
+    }
+    children = []
+    for name, args in commands.items():
+        env = service_env(settings, paths, name)
+        if name == "alerter":
+            env[env_name("notify_urls")] = notify_urls
+            if settings.rules_file is not None:
+                env[env_name("rules_file")] = str(settings.rules_file)
+        children.append(Child(name, [*cli, *args], env, paths.log_file(name)))
+    return children
+
+
+def _wait_for_dashboard(settings: Settings, paths: StackPaths) -> None:
+    deadline = time.monotonic() + DASHBOARD_START_TIMEOUT_SECONDS
+    while not tcp_accepts("127.0.0.1", settings.dashboard_port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the dashboard did not start; see {paths.log_file('dashboard')}")
+        time.sleep(0.5)
+
+
+def _check_children(children: list[Child]) -> None:
+    """A child that exited ends the demo, with the end of its log."""
+    for child in children:
+        code = child.process.poll() if child.process else None
+        if code is not None:
+            raise RuntimeError(
+                f"{child.name} exited with code {code}; its log "
+                f"({child.log_path}) ends with:\n{child.log_tail()}"
+            )
 
 
 def run_demo(
@@ -127,47 +178,14 @@ def run_demo(
     duration_s: float | None,
 ) -> int:
     paths = StackPaths(settings.state_dir)
-    check_port_free(settings.dashboard_port, env_var="EDGEWATCH_DASHBOARD_PORT")
+    check_port_free(settings.dashboard_port, env_var=env_name("dashboard_port"))
     stack_up(settings)
     logins = ensure_demo_logins(settings, paths)
-    cli = [sys.executable, "-m", "edgewatch.cli"]
     sink = NotificationSink(paths.log_file("notifications"))
     sink.start()
-    children = [
-        Child(
-            "ingest",
-            [*cli, "ingest"],
-            service_env(settings, paths, "ingest"),
-            paths.log_file("ingest"),
-        ),
-        Child(
-            "simulator",
-            [
-                *cli,
-                "simulate",
-                "--sites",
-                str(sites),
-                "--devices",
-                str(devices),
-                "--seed",
-                str(seed),
-            ],
-            service_env(settings, paths, "simulator"),
-            paths.log_file("simulator"),
-        ),
-        Child(
-            "dashboard",
-            [*cli, "dashboard", "--port", str(settings.dashboard_port)],
-            service_env(settings, paths, "dashboard"),
-            paths.log_file("dashboard"),
-        ),
-        Child(
-            "alerter",
-            [*cli, "alerter"],
-            alerter_env(settings, paths, sink),
-            paths.log_file("alerter"),
-        ),
-    ]
+    children = demo_children(
+        settings, paths, sites=sites, devices=devices, seed=seed, notify_urls=sink.apprise_url
+    )
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -184,13 +202,7 @@ def run_demo(
                 file=sys.stderr,
                 flush=True,
             )
-        deadline = time.monotonic() + DASHBOARD_START_TIMEOUT_SECONDS
-        while not tcp_accepts("127.0.0.1", settings.dashboard_port):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the dashboard did not start; see {paths.log_file('dashboard')}"
-                )
-            time.sleep(0.5)
+        _wait_for_dashboard(settings, paths)
         print(f"\nedgewatch is running: open http://127.0.0.1:{settings.dashboard_port}")
         print(f"  notifications (what would page someone) go to {sink.log_path}")
         for name, password in logins.items():
@@ -202,13 +214,7 @@ def run_demo(
         )
         started = time.monotonic()
         while not stopping:
-            for child in children:
-                code = child.process.poll() if child.process else None
-                if code is not None:
-                    raise RuntimeError(
-                        f"{child.name} exited with code {code}; its log "
-                        f"({child.log_path}) ends with:\n{child.log_tail()}"
-                    )
+            _check_children(children)
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             time.sleep(POLL_INTERVAL_SECONDS)

@@ -14,9 +14,10 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 Progress = Callable[[str], None]
 PROGRESS_INTERVAL_SECONDS = 20.0
@@ -81,13 +82,28 @@ def run_logged(
     return result.stdout
 
 
+def module_info(
+    module: str, version: str, *, log: Path, error: type[RuntimeError] = GoBuildError
+) -> dict[str, Any]:
+    """`go mod download -json`: where the module's source is, and (`Origin`) its VCS commit."""
+    info: dict[str, Any] = json.loads(
+        run_logged(["go", "mod", "download", "-json", f"{module}@v{version}"], log=log, error=error)
+    )
+    return info
+
+
+def origin_commit(info: dict[str, Any]) -> str | None:
+    """The commit the module version was made from, as the proxy reports it (if it does)."""
+    origin = info.get("Origin")
+    commit = origin.get("Hash") if isinstance(origin, dict) else None
+    return commit if isinstance(commit, str) and commit else None
+
+
 def writable_module_copy(
     module: str, version: str, work: Path, *, log: Path, error: type[RuntimeError] = GoBuildError
 ) -> Path:
     """`go mod download` the module and copy its (read-only) source to `work`, writable."""
-    info = json.loads(
-        run_logged(["go", "mod", "download", "-json", f"{module}@v{version}"], log=log, error=error)
-    )
+    info = module_info(module, version, log=log, error=error)
     if work.exists():
         # A copy left half-way keeps the module cache's read-only bits: make it removable.
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
@@ -129,3 +145,40 @@ def build_with_progress(
             proc.wait()
             raise
     return proc.returncode
+
+
+def go_build_binary(
+    package: str,
+    *,
+    work: Path,
+    final: Path,
+    build_args: Sequence[str],
+    log: Path,
+    what: str,
+    progress: Progress,
+    env: Mapping[str, str] | None = None,
+    interval_seconds: float = PROGRESS_INTERVAL_SECONDS,
+    error: type[RuntimeError] = GoBuildError,
+    advice: str = "",
+) -> Path:
+    """`go build` `package` in `work` to a temp file renamed over `final` once it is whole:
+    a cached binary is complete or absent. A failure names the log's last meaningful line."""
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    cmd = ["go", "build", *build_args, "-o", str(tmp), package]
+    rc = build_with_progress(
+        cmd,
+        cwd=work,
+        env=env,
+        log=log,
+        what=what,
+        progress=progress,
+        interval_seconds=interval_seconds,
+    )
+    if rc != 0 or not tmp.exists():
+        raise error(
+            f"{what} failed (exit {rc}): {last_meaningful_line(log_tail(log))}. "
+            f"Full log: {log}.{advice}"
+        )
+    tmp.rename(final)
+    return final

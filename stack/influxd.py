@@ -7,6 +7,7 @@ Touches: the cache dir, a build log there, `go`/`rustup`/`apt-get` subprocesses.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
@@ -17,10 +18,11 @@ from pathlib import Path
 
 from stack.gobuild import (
     Progress,
-    build_with_progress,
     file_lock,
+    go_build_binary,
     last_meaningful_line,
-    log_tail,
+    module_info,
+    origin_commit,
     run_logged,
     writable_module_copy,
 )
@@ -33,19 +35,45 @@ PKG_CONFIG_MODULE = "github.com/influxdata/pkg-config"
 BUILD_TAGS = "sqlite_foreign_keys,sqlite_json"
 PROGRESS_INTERVAL_SECONDS = 20.0
 FOREIGN_BUILD_POLL_SECONDS = 5.0
+# Bump when the build recipe changes what the binary is (see `build_key`).
+BUILD_RECIPE = "stamped"
+SHORT_COMMIT_CHARS = 10  # as upstream's releases print it: "InfluxDB v2.9.1 (git: d4fa1941fd)"
 
 
 class BuildError(RuntimeError):
     """The influxd build failed; the message names the log file and the fix."""
 
 
+def build_key(version: str) -> str:
+    """The cache key of a build of `version` by this recipe.
+
+    The recipe is part of the key: a binary stamped with its version never shares a name with
+    an unstamped one, so a cache that holds the older build is rebuilt, not trusted.
+    """
+    return f"influxd-{version}-{BUILD_RECIPE}"
+
+
 def influxd_path(cache_dir: Path, version: str) -> Path:
     """Where the cached binary of `version` lives."""
-    return cache_dir / f"influxd-{version}"
+    return cache_dir / build_key(version)
 
 
 def build_log_path(cache_dir: Path, version: str) -> Path:
-    return cache_dir / "build" / f"influxd-{version}.log"
+    return cache_dir / "build" / f"{build_key(version)}.log"
+
+
+def stamp_ldflags(version: str, commit: str | None, date: str) -> str:
+    """The linker flags upstream's release build sets (`influxd version` prints them).
+
+    Upstream's GNUmakefile and goreleaser stamp `main.version` (the tag, "v2.9.1"),
+    `main.commit` (the short commit) and `main.date` (RFC 3339). A commit the module proxy
+    did not report is left unstamped rather than made up.
+    """
+    flags = [f"-X main.version=v{version}"]
+    if commit is not None:
+        flags.append(f"-X main.commit={commit[:SHORT_COMMIT_CHARS]}")
+    flags.append(f"-X main.date={date}")
+    return " ".join(flags)
 
 
 def parse_go_mod_require(go_mod: str, module: str) -> str:
@@ -97,10 +125,26 @@ def _wait_for_foreign_build(target: Path, progress: Progress) -> None:
         time.sleep(FOREIGN_BUILD_POLL_SECONDS)
 
 
+def _install_pkg_config(work: Path, bin_dir: Path, log: Path) -> None:
+    """influxdata's pkg-config wrapper, at the version influxd's go.mod asks for: it builds
+    Flux's Rust library when cgo asks for it."""
+    pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
+    result = subprocess.run(
+        ["go", "install", f"{PKG_CONFIG_MODULE}@{pkg_config_version}"],
+        env=dict(os.environ, GOBIN=str(bin_dir)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with log.open("a") as f:
+        f.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
+
+
 def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     """Build influxd `version` from its Go module into the cache. Takes 15-30 min on 2 cores."""
     final = influxd_path(cache_dir, version)
-    tmp = final.with_name(final.name + ".tmp")
     log = build_log_path(cache_dir, version)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -115,53 +159,45 @@ def build_influxd(cache_dir: Path, version: str, *, progress: Progress) -> Path:
     work = writable_module_copy(
         INFLUXDB_MODULE,
         version,
+        # One source copy per version, whatever the recipe: Go's build cache stays warm.
         cache_dir / "build" / f"influxdb-{version}",
         log=log,
         error=BuildError,
     )
+    commit = origin_commit(module_info(INFLUXDB_MODULE, version, log=log, error=BuildError))
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    pkg_config_version = parse_go_mod_require((work / "go.mod").read_text(), PKG_CONFIG_MODULE)
     bin_dir = cache_dir / "bin"
-    env = dict(os.environ, GOBIN=str(bin_dir))
-    result = subprocess.run(
-        ["go", "install", f"{PKG_CONFIG_MODULE}@{pkg_config_version}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    with log.open("a") as f:
-        f.write(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise BuildError(f"installing pkg-config {pkg_config_version} failed; log: {log}")
-
+    _install_pkg_config(work, bin_dir, log)
     toolchain = first_rustup_toolchain(
         run_logged(["rustup", "toolchain", "list"], log=log, error=BuildError)
     )
     # Flux's rust-toolchain.toml pins a Rust release that cannot be downloaded here; the
     # environment variable overrides the pin with a toolchain that is installed.
     build_env = dict(os.environ, PKG_CONFIG=str(bin_dir / "pkg-config"), RUSTUP_TOOLCHAIN=toolchain)
-    tmp.unlink(missing_ok=True)
-    cmd = ["go", "build", "-v", "-tags", BUILD_TAGS, "-o", str(tmp), "./cmd/influxd"]
     with log.open("a") as f:
         f.write(f"RUSTUP_TOOLCHAIN={toolchain}\n")
-    rc = build_with_progress(
-        cmd,
-        cwd=work,
+    go_build_binary(
+        "./cmd/influxd",
+        work=work,
+        final=final,
+        build_args=[
+            "-v",
+            "-tags",
+            BUILD_TAGS,
+            "-ldflags",
+            stamp_ldflags(version, commit, date),
+        ],
         env=build_env,
         log=log,
-        what="building influxd",
+        what=f"building influxd {version}",
         progress=progress,
         interval_seconds=PROGRESS_INTERVAL_SECONDS,
+        error=BuildError,
+        advice=" Fix the cause shown there (missing C compiler, Rust toolchain or disk space "
+        "are the usual ones), then run `edgewatch stack build-influxd` again; finished "
+        "packages are cached by Go.",
     )
-    if rc != 0 or not tmp.exists():
-        raise BuildError(
-            f"building influxd {version} failed (exit {rc}): "
-            f"{last_meaningful_line(log_tail(log))}. Full log: {log}. Fix the cause shown there "
-            "(missing C compiler, Rust toolchain or disk space are the usual ones), then run "
-            "`edgewatch stack build-influxd` again; finished packages are cached by Go."
-        )
-    tmp.rename(final)
     progress(f"influxd {version} built: {final}")
     return final
 
@@ -174,7 +210,7 @@ def ensure_influxd(
     final = influxd_path(cache_dir, version)
     if final.is_file():
         return final
-    with file_lock(cache_dir / f"influxd-{version}.lock"):
+    with file_lock(cache_dir / f"{build_key(version)}.lock"):
         tmp = final.with_name(final.name + ".tmp")
         _wait_for_foreign_build(tmp, say)
         if final.is_file():  # built by whoever held the lock or ran the foreign build

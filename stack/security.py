@@ -5,6 +5,12 @@ Room: `stack`. Touches only files in the directory it is given. Pure text builde
 (`acl_text`, `password_line`, `secure_listener_conf`) are separate from the writers so they
 are tested without a broker; the integration tests then check a real Mosquitto enforces them.
 
+Device identity by certificate: `issue_device_certificate` signs a client certificate whose
+subject CN is the device's account name (`site.device`); the broker's certificate listener
+requires one (`require_certificate`, `use_identity_as_username`), so the CN is the user name
+and the same per-device ACL applies; `revoke_device_certificate` adds its serial to the CRL
+the listener reads (`crlfile`). Passwords stay on a separate TLS listener.
+
 Accounts and what they may do (zero trust: nobody gets more than their role needs):
 - device `site.device`: publish under `{root}/{site}/{device}/` only, subscribe to nothing.
 - gateway `gw.site`: publish for every device of one site (a site gateway relays them).
@@ -20,7 +26,6 @@ import datetime as dt
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,10 +38,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgewatch.contract import is_valid_name
+from shared.private_file import write_private_file
 
 # Mosquitto 2's own password hash: PBKDF2-SHA512, written as $7$<iterations>$<salt>$<hash>.
 MOSQUITTO_HASH_ITERATIONS = 101
 CERT_VALIDITY_DAYS = 825
+CRL_FILE = "crl.pem"
+DEVICE_CERT_DIR = "devices"
 INGEST_ACCOUNT = "ingest"
 FLEET_ACCOUNT = "fleet"
 
@@ -105,20 +113,34 @@ def secure_listener_conf(
     cert_dir: Path,
     password_file: Path,
     acl_file: Path,
+    password_tls_port: int | None = None,
+    bind: str = "127.0.0.1",
 ) -> str:
-    """Listener lines: TLS (1.2 at least) for everyone, plain text on loopback only."""
+    """Listener lines. `tls_port`: TLS 1.2+ with a client certificate from the device CA,
+    required and checked against the CRL, its CN taken as the user name (so the ACL applies
+    as to a password login). `password_tls_port`: TLS with user name and password, for
+    devices that cannot hold a certificate (and the services). `plain_port`: plain text on
+    loopback, still authenticated, for development."""
+    server_tls = [
+        f"cafile {cert_dir / 'ca.crt'}",
+        f"certfile {cert_dir / 'server.crt'}",
+        f"keyfile {cert_dir / 'server.key'}",
+        "tls_version tlsv1.2",
+    ]
     lines = [
         "per_listener_settings false",
         "allow_anonymous false",
         f"password_file {password_file}",
         f"acl_file {acl_file}",
         "",
-        f"listener {tls_port} 127.0.0.1",
-        f"cafile {cert_dir / 'ca.crt'}",
-        f"certfile {cert_dir / 'server.crt'}",
-        f"keyfile {cert_dir / 'server.key'}",
-        "tls_version tlsv1.2",
+        f"listener {tls_port} {bind}",
+        *server_tls,
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"crlfile {cert_dir / CRL_FILE}",
     ]
+    if password_tls_port is not None:
+        lines += ["", f"listener {password_tls_port} {bind}", *server_tls]
     if plain_port is not None:
         # Development only: loopback, and still authenticated.
         lines += ["", f"listener {plain_port} 127.0.0.1"]
@@ -126,13 +148,6 @@ def secure_listener_conf(
 
 
 # ---------------------------------------------------------------------------- certificates
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -148,6 +163,7 @@ def create_certificates(
 ) -> None:
     """A device CA and a server certificate signed by it; kept when they already exist."""
     if (cert_dir / "ca.crt").exists() and (cert_dir / "server.crt").exists():
+        ensure_crl(cert_dir)  # a stack made before device certificates has none yet
         return
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -196,10 +212,120 @@ def create_certificates(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(cert_dir / "ca.key", _key_pem(ca_key))
-    _write_private(cert_dir / "server.key", _key_pem(server_key))
+    write_private_file(cert_dir / "ca.key", _key_pem(ca_key))
+    write_private_file(cert_dir / "server.key", _key_pem(server_key))
     (cert_dir / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (cert_dir / "server.crt").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    ensure_crl(cert_dir)
+
+
+def _load_ca(cert_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_cert = x509.load_pem_x509_certificate((cert_dir / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((cert_dir / "ca.key").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):  # pragma: no cover - we made it
+        raise TypeError(f"{cert_dir / 'ca.key'} is not the EC key this stack makes")
+    return ca_cert, ca_key
+
+
+def _write_crl(cert_dir: Path, revoked: Sequence[x509.RevokedCertificate]) -> None:
+    """The CRL, signed by the CA. Its next update is far out: the broker refuses every client
+    once its CRL has expired, and this CRL changes only when `revoke` rewrites it."""
+    ca_cert, ca_key = _load_ca(cert_dir)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=CERT_VALIDITY_DAYS))
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(ca_key, hashes.SHA256())
+    (cert_dir / CRL_FILE).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_crl(cert_dir: Path) -> None:
+    """An empty CRL when there is none yet (the certificate listener needs one to start)."""
+    if not (cert_dir / CRL_FILE).exists():
+        _write_crl(cert_dir, [])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCertificate:
+    certificate: Path
+    key: Path
+    ca: Path
+    common_name: str
+    serial: int
+
+
+def device_cert_paths(cert_dir: Path, site: str, device: str) -> tuple[Path, Path]:
+    name = device_account(site, device).username
+    return (
+        cert_dir / DEVICE_CERT_DIR / f"{name}.crt",
+        cert_dir / DEVICE_CERT_DIR / f"{name}.key",
+    )
+
+
+def issue_device_certificate(
+    cert_dir: Path, site: str, device: str, *, validity_days: int = CERT_VALIDITY_DAYS
+) -> DeviceCertificate:
+    """A key and a client certificate for one device, signed by the device CA. Its subject
+    CN is the device's account name, which the broker takes as the user name. Issuing again
+    makes a new key and certificate (revoke the old one if it may be in wrong hands)."""
+    account = device_account(site, device)  # refuses names outside the contract
+    ca_cert, ca_key = _load_ca(cert_dir)
+    now = dt.datetime.now(dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, account.username)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = device_cert_paths(cert_dir, site, device)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(key_path, _key_pem(key))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return DeviceCertificate(
+        cert_path, key_path, cert_dir / "ca.crt", account.username, certificate.serial_number
+    )
+
+
+def revoke_device_certificate(cert_dir: Path, site: str, device: str) -> int:
+    """Add the device's current certificate to the CRL; returns its serial. The broker reads
+    the CRL when it starts: restart it (the local stack's `certs revoke` does)."""
+    cert_path, _ = device_cert_paths(cert_dir, site, device)
+    if not cert_path.exists():
+        raise FileNotFoundError(
+            f"no certificate was issued for {site}/{device} here ({cert_path}): "
+            f"`edgewatch stack certs issue {site} {device}` makes one"
+        )
+    serial = x509.load_pem_x509_certificate(cert_path.read_bytes()).serial_number
+    ensure_crl(cert_dir)
+    current = x509.load_pem_x509_crl((cert_dir / CRL_FILE).read_bytes())
+    revoked = list(current)
+    if all(entry.serial_number != serial for entry in revoked):
+        revoked.append(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(dt.datetime.now(dt.UTC))
+            .build()
+        )
+    _write_crl(cert_dir, revoked)
+    return serial
+
+
+def revoked_serials(cert_dir: Path) -> set[int]:
+    if not (cert_dir / CRL_FILE).exists():
+        return set()
+    return {e.serial_number for e in x509.load_pem_x509_crl((cert_dir / CRL_FILE).read_bytes())}
 
 
 # ---------------------------------------------------------------------------- account store
@@ -253,11 +379,11 @@ class AccountStore:
 
     def _save(self, data: dict[str, dict[str, str]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_private(self.registry, json.dumps(data, indent=2, sort_keys=True).encode())
+        write_private_file(self.registry, json.dumps(data, indent=2, sort_keys=True).encode())
         passwd = "".join(f"{name}:{entry['hash']}\n" for name, entry in sorted(data.items()))
-        _write_private(self.password_file, passwd.encode())
+        write_private_file(self.password_file, passwd.encode())
         accounts = [
             MqttAccount(name, entry["role"], entry.get("scope", ""))  # type: ignore[arg-type]
             for name, entry in sorted(data.items())
         ]
-        _write_private(self.acl_file, acl_text(self.root, accounts).encode())
+        write_private_file(self.acl_file, acl_text(self.root, accounts).encode())

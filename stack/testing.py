@@ -1,118 +1,27 @@
-"""stack room: the real processes behind the test fixtures (tests/conftest.py).
+"""stack room: what the test fixtures (tests/conftest.py) need beyond `stack/ephemeral.py`.
 
-Kept here rather than in conftest so that tests can import the types (`InfluxFixture`) and so
-that the fixtures run exactly the code `edgewatch stack up` runs. Touches: temp dirs it makes
-and removes, the processes it starts and stops.
+The processes themselves are started by `stack/ephemeral.py`, which the benchmarks use too;
+this module adds only what is about tests: settings pointing at those processes, on a topic
+root no other test uses. Kept here rather than in conftest so that tests can import the types
+(`InfluxFixture`). Touches: nothing.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgewatch.settings import Settings, load_settings
-from stack.bootstrap import BucketNames, bootstrap
-from stack.influxd import influxd_path
-from stack.processes import InfluxdProcess, MosquittoProcess, free_port
+from stack.ephemeral import InfluxFixture, cached_influxd, running_broker, running_influxdb
+from stack.processes import MosquittoProcess
 
-logger = logging.getLogger(__name__)
-
-TEST_ORG = "edgewatch"
-TEST_BUCKETS = BucketNames(
-    raw="edgewatch", m1="edgewatch_1m", h1="edgewatch_1h", ops="edgewatch_ops"
-)
-
-
-@dataclass(frozen=True)
-class InfluxFixture:
-    """A running, bootstrapped InfluxDB and everything a test needs to talk to it."""
-
-    url: str
-    org: str
-    admin_token: str = field(repr=False)
-    ingest_token: str = field(repr=False)
-    dashboard_token: str = field(repr=False)
-    bucket: str
-    bucket_1m: str
-    bucket_1h: str
-    bucket_ops: str
-    process: InfluxdProcess
-    org_id: str = ""
-    credentials_path: Path = Path()
-
-    @property
-    def buckets(self) -> BucketNames:
-        return BucketNames(
-            raw=self.bucket, m1=self.bucket_1m, h1=self.bucket_1h, ops=self.bucket_ops
-        )
-
-
-def cached_influxd(settings: Settings | None = None) -> Path:
-    """The cached influxd binary, or a RuntimeError telling how to build it."""
-    s = settings or load_settings()
-    path = influxd_path(s.cache_dir, s.influxdb_version)
-    if not path.is_file():
-        raise RuntimeError(
-            f"influxd {s.influxdb_version} is not built ({path} is missing): run "
-            "`edgewatch stack build-influxd` (or scripts/test.sh, which does it) first"
-        )
-    return path
-
-
-@contextmanager
-def temp_dir(prefix: str) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix=f"edgewatch-{prefix}-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@contextmanager
-def running_influxdb(binary: Path) -> Iterator[InfluxFixture]:
-    """A fresh influxd on a free port in a temp dir, bootstrapped; stopped and removed after."""
-    with temp_dir("influxdb") as root:
-        proc = InfluxdProcess(http_port=free_port(), data_dir=root / "influxdb", binary=binary)
-        proc.start()
-        try:
-            creds_path = root / "credentials.json"
-            creds = bootstrap(
-                url=proc.url, org=TEST_ORG, buckets=TEST_BUCKETS, credentials_path=creds_path
-            )
-            yield InfluxFixture(
-                url=proc.url,
-                org=creds.org,
-                admin_token=creds.admin_token,
-                ingest_token=creds.ingest_token,
-                dashboard_token=creds.dashboard_token,
-                bucket=TEST_BUCKETS.raw,
-                bucket_1m=TEST_BUCKETS.m1,
-                bucket_1h=TEST_BUCKETS.h1,
-                bucket_ops=TEST_BUCKETS.ops,
-                process=proc,
-                org_id=creds.org_id,
-                credentials_path=creds_path,
-            )
-        finally:
-            proc.stop()
-
-
-@contextmanager
-def running_broker() -> Iterator[MosquittoProcess]:
-    """A fresh Mosquitto on a free port in a temp dir; stopped and removed after."""
-    with temp_dir("mosquitto") as root:
-        proc = MosquittoProcess(port=free_port(), data_dir=root)
-        proc.start()
-        try:
-            yield proc
-        finally:
-            proc.stop()
+__all__ = [
+    "InfluxFixture",
+    "cached_influxd",
+    "running_broker",
+    "running_influxdb",
+    "settings_for",
+    "unique_topic_root",
+]
 
 
 def unique_topic_root() -> str:
@@ -142,6 +51,7 @@ def settings_for(
             influxdb_bucket_1m=influxdb.bucket_1m,
             influxdb_bucket_1h=influxdb.bucket_1h,
             influxdb_bucket_ops=influxdb.bucket_ops,
+            influxdb_bucket_state=influxdb.bucket_state,
         )
     values.update(overrides)
     return load_settings(**values)

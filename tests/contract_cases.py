@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 CASES_DIR = Path(__file__).parent / "data" / "contract"
+# Messages that once stopped the ingest, or were meant to: extreme values in every field.
+POISON_DIR = Path(__file__).parent / "data" / "poison"
 CASE_ROOT = "edgewatch"
 CASE_RECEIVED_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 
@@ -27,9 +29,9 @@ class ContractCase:
         return bool(self.expected.get(name, False))
 
 
-def load_cases() -> list[ContractCase]:
+def load_cases(cases_dir: Path = CASES_DIR) -> list[ContractCase]:
     cases = []
-    for case_dir in sorted(p for p in CASES_DIR.iterdir() if p.is_dir()):
+    for case_dir in sorted(p for p in cases_dir.iterdir() if p.is_dir()):
         payload_file = case_dir / "payload.json"
         if not payload_file.exists():
             payload_file = case_dir / "payload.bin"

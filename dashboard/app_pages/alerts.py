@@ -1,13 +1,16 @@
-"""Alerts page: live feed of critical and major alerts, filters, review actions, statistics."""
+"""Alerts page: live feed of critical and major alerts, filters, review actions, statistics,
+and the audit trail of every operator action as CSV."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, rules_data, ui
+from dashboard import audit, charts, data, rules_data, ui
+from dashboard.ranges import preset_range
 from edgewatch.alerts import (
     ACTION_ACK,
     ACTION_COMMENT,
@@ -71,6 +74,46 @@ def live_feed() -> None:
     st.caption(f"Refreshes every {settings.dashboard_refresh_seconds:g} s.")
 
 
+def audit_section() -> None:
+    """The export of every operator action; shown even when no alert matches the filters."""
+    st.subheader("Audit trail")
+    st.caption(
+        "Every operator action stored in the ops bucket (alert reviews and every other kind of "
+        "action): who, when, what, on which device, and the note, as CSV."
+    )
+    audit_span = st.selectbox(
+        "Actions of the last",
+        ["24 h", "7 d", "30 d", "90 d", "1 y"],
+        index=2,
+        key="alerts_audit_span",
+    )
+    prepare = st.button(
+        "Prepare the audit trail", key="alerts_audit_prepare", icon=":material/fact_check:"
+    )
+    if prepare:
+        audit_range = preset_range(audit_span or "30 d", datetime.now(UTC))
+        audit_rows = ui.load(data.load_audit_rows, connection, audit_range)
+        if audit_rows is not None:
+            trail = audit.audit_frame(audit_rows)
+            st.session_state["alerts_audit_csv"] = (
+                audit.audit_csv(trail),
+                f"edgewatch-audit-{audit_range.start:%Y%m%dT%H%M}-{audit_range.stop:%Y%m%dT%H%M}.csv",
+                len(trail),
+            )
+    prepared = st.session_state.get("alerts_audit_csv")
+    if prepared is not None:
+        csv_bytes, csv_name, csv_rows = prepared
+        st.download_button(
+            f"Download the audit trail ({csv_rows} actions)",
+            data=csv_bytes,
+            file_name=csv_name,
+            mime="text/csv",
+            key="alerts_audit_csv_download",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+
+
 live_feed()
 
 loaded = ui.load_or_stop(data.load_alerts, connection, settings.alert_lookback_days)
@@ -84,6 +127,7 @@ if frame.empty:
         f"No alert in the last {settings.alert_lookback_days} days. Devices raise alerts on "
         "`<root>/<site>/<device>/alert`."
     )
+    audit_section()
     st.stop()
 
 f1, f2, f3, f4, f5, f6 = st.columns(6)
@@ -147,6 +191,7 @@ def label_of(alert_id: str) -> str:
 ids = list(shown["alert_id"])
 if not ids:
     st.info("No alert matches the filters.")
+    audit_section()
     st.stop()
 default_index = ids.index(selected_ids[0]) if selected_ids else 0
 chosen = st.selectbox("Alert", ids, index=default_index, format_func=label_of, key="alerts_pick")
@@ -278,3 +323,6 @@ if noisy:
         ),
         key="alerts_noisy_fig",
     )
+
+
+audit_section()

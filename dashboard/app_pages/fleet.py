@@ -1,4 +1,7 @@
-"""Fleet overview page: health counts, open alerts, sites (table and map), devices."""
+"""Fleet overview page: health counts, open alerts, sites (table and map), devices.
+
+Retired devices are left out of everything here unless "Show retired devices" is on.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,15 @@ st.title("Fleet overview")
 # Health moves on its own (a device goes STALE by staying silent), so the overview refreshes
 # itself at the data cache's pace, without reloading the page.
 @st.fragment(run_every=settings.dashboard_refresh_seconds)
-def overview() -> None:
+def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
     view = ui.load_or_stop(data.load_fleet, connection)
     now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
     ui.ingest_banner(view)
 
-    devices = data.fleet_frame(view)
+    every_device = data.fleet_frame(view)
+    retired = every_device["retired"].astype(bool)
+    show_retired = st.session_state.get("fleet_show_retired", False)
+    devices = every_device if show_retired else every_device[~retired].reset_index(drop=True)
     sites = data.site_frame(devices)
     devices = rules_data.with_maintenance(
         devices, ui.load(rules_data.load_silences, connection) or [], time.time_ns()
@@ -95,6 +101,11 @@ def overview() -> None:
             st.plotly_chart(charts.site_map_figure(located), key="fleet_map")
 
     st.subheader("Devices")
+    st.toggle(
+        f"Show retired devices ({int(retired.sum())})",
+        key="fleet_show_retired",
+        help="Devices an operator retired on their Device page and that have not reported since.",
+    )
     state_filter = st.multiselect(
         "Health", options=list(charts.HEALTH_ORDER), key="fleet_states", placeholder="All states"
     )
@@ -103,7 +114,8 @@ def overview() -> None:
         shown = shown[shown["site"].isin(site_filter)]
     if state_filter:
         shown = shown[shown["state"].isin(state_filter)]
-    table = shown[["site", "device", "state", "reason", "since", "last_seen", "model", "firmware"]]
+    columns = ["site", "device", "state", "reason", "since", "last_seen", "model", "firmware"]
+    table = shown[[*columns, "retired"]] if show_retired else shown[columns]
     table = table.assign(last_seen_ago=[ui.ago(t, now) for t in table["last_seen"]])
     selection = st.dataframe(
         ui.styled(table, state="state"),

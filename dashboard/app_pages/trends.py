@@ -1,16 +1,18 @@
 """Trends page: one metric of several devices over a range, with min/max band and gaps.
 
 The view lives in the query string (`?devices=site/dev,...&metric=...&range=7d` or
-`&range=custom&start=...&stop=...`), so a copied link reopens it.
+`&range=custom&start=...&stop=...`), so a copied link reopens it. With no devices named it
+opens on the devices with open alerts and the metric they are about, for 24 h (`focus`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from dashboard import charts, data, focus, ui
 from dashboard.ranges import (
     CUSTOM,
     DEFAULT_PRESET,
@@ -22,6 +24,7 @@ from dashboard.ranges import (
     plan_for,
     preset_range,
 )
+from edgewatch.alerts import AlertRecord
 from edgewatch.contract import is_valid_name
 
 RANGE_KEYS = {label.replace(" ", ""): label for label in PRESETS}  # "24h" -> "24 h"
@@ -43,10 +46,38 @@ def keys_from(text: str) -> list[str]:
     return out
 
 
+def open_alerts() -> list[AlertRecord]:
+    loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
+    return [r for r in loaded[1] if r.is_open] if loaded is not None else []
+
+
+def default_devices() -> list[str]:
+    known_keys = [(h.site, h.device) for h in view.health]
+    return [f"{s}/{d}" for s, d in focus.trend_devices(known_keys, open_alerts())]
+
+
+def default_metric(keys: tuple[tuple[str, str], ...], metrics: list[str]) -> str | None:
+    recent = ui.load(data.load_recent_metrics, connection, *keys[0])
+    numeric = (
+        [
+            str(m)
+            for m, v in zip(recent["metric"], recent["value"], strict=True)
+            if not isinstance(v, bool)
+        ]
+        if recent is not None
+        else []
+    )
+    return focus.trend_metric(keys, open_alerts(), metrics, numeric)
+
+
 if "trends_init" not in st.session_state:
     # First run of this session: the query string, if any, sets the view.
     st.session_state["trends_init"] = True
     wanted = keys_from(st.query_params.get("devices", ""))
+    if not wanted:
+        # No devices named: open on those with open alerts, and their metric.
+        st.session_state["trends_focus"] = True
+        wanted = default_devices()
     st.session_state["trends_extra"] = [k for k in wanted if k not in known]
     st.session_state["trends_devices"] = wanted
     st.session_state["trends_sites"] = sorted({k.split("/", 1)[0] for k in wanted})
@@ -91,6 +122,8 @@ if not metrics:
     st.info("These devices have no telemetry stored yet.")
     st.stop()
 wanted_metric = st.session_state.pop("trends_metric_wanted", "")
+if not wanted_metric and st.session_state.pop("trends_focus", False):
+    wanted_metric = default_metric(keys, metrics) or ""
 if wanted_metric in metrics:
     st.session_state["trends_metric"] = wanted_metric
 elif st.session_state.get("trends_metric") not in metrics:
@@ -136,10 +169,19 @@ st.query_params.from_dict(params)
 plan = plan_for(time_range)
 series = ui.load_or_stop(data.load_series, connection, keys, metric or "", time_range, plan)
 figure = charts.trend_figure(series, metric=metric or "", max_gap_s=plan.gap_seconds)
+alerts_loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
+marks = charts.alert_marks_frame(
+    alerts_loaded[1] if alerts_loaded is not None else [],
+    start=pd.Timestamp(time_range.start),
+    stop=pd.Timestamp(time_range.stop),
+    devices=keys,
+)
+figure = charts.add_alert_marks(figure, marks)
 st.plotly_chart(figure, key="trends_fig")
 st.caption(
     f"{plan.label}: at most {max_windows(time_range, plan)} points per device. The band is the "
-    "min/max within each window; gaps are periods without data."
+    "min/max within each window; gaps are periods without data. Triangles mark alerts "
+    "raised, crosses alerts cleared (hover for the alert)."
 )
 if series.empty:
     st.info("No data for this metric in this range.")

@@ -1,4 +1,5 @@
-// A device's births and deaths in the range, oldest first.
+// A device's births and deaths in the range, oldest first, from the state bucket: stamped
+// with their receipt time (so in the order received; the will has no time of its own).
 // params (sent as Flux options by influxdb-client, names prefixed "_"): bucket (string), start (time), stop (time), site (string), device (string)
 from(bucket: _bucket)
     |> range(start: _start, stop: _stop)

@@ -1,13 +1,15 @@
 """The dashboard in a real browser: `edgewatch dashboard` as a process, Chromium via Playwright.
 
 Opens every page against a seeded InfluxDB, finds no error on screen, acknowledges an alert by
-clicks, and saves a screenshot of each page to test-artifacts/ (the fleet overview also to
-docs/screenshot-fleet.png for the README).
+clicks, and saves a screenshot of each page at 1440 and 390 px wide to test-artifacts/ (with
+EDGEWATCH_UPDATE_SCREENSHOT=1 the fleet overview and the phone-width alert review also go to
+docs/ for the README).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,11 +18,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from dashboard.auth import UserStore
+from dashboard.session_token import COOKIE_NAME
 from stack.processes import free_port
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
@@ -33,6 +37,8 @@ CHROMIUM = "/usr/bin/chromium"
 OPERATOR = ("test-operator", "operator-password")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 START_TIMEOUT_S = 60.0
+PHONE_WIDTH = 390
+WIDTHS = (1440, PHONE_WIDTH)
 PAGES = {
     "fleet": ("/", "Fleet overview"),
     "alerts": ("/alerts", "Alerts"),
@@ -42,6 +48,9 @@ PAGES = {
         "Trends",
     ),
     "device": ("/device?site=dt-munich&device=cam-2", "Device"),
+    # Opened with nothing named: the device most in need, the trends that explain it.
+    "device-default": ("/device", "Device"),
+    "trends-default": ("/trends", "Trends"),
     "ingest": ("/ingest", "Ingest health"),
     "rules": ("/rules", "Rules"),
 }
@@ -104,12 +113,18 @@ def dashboard_url(
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Page]:
+def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 2000})
-        yield context.new_page()
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 2000})
+    yield context.new_page()
+    context.close()
 
 
 def open_signed_in(page: Page, url: str, title: str) -> None:
@@ -141,12 +156,48 @@ def assert_no_errors(page: Page, name: str) -> None:
 
 
 def test_every_page_renders_without_errors(page: Page, dashboard_url: str) -> None:
-    for name, (path, title) in PAGES.items():
-        open_signed_in(page, dashboard_url + path, title)
-        assert_no_errors(page, name)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    for width in WIDTHS:
+        # Streamlit scrolls inside its own container: a tall viewport is the full page.
+        page.set_viewport_size({"width": width, "height": 2000 if width > 600 else 3200})
+        for name, (path, title) in PAGES.items():
+            open_signed_in(page, dashboard_url + path, title)
+            assert_no_errors(page, f"{name} at {width} px")
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": 1440, "height": 2000})
     if os.environ.get("EDGEWATCH_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(ARTIFACTS / "fleet.png", REPO_ROOT / "docs" / "screenshot-fleet.png")
+        shutil.copyfile(ARTIFACTS / "fleet-1440.png", REPO_ROOT / "docs" / "screenshot-fleet.png")
+
+
+def test_at_a_phones_width_the_overview_fits_and_review_buttons_are_reachable(
+    browser: Browser, dashboard_url: str
+) -> None:
+    context = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844})
+    try:
+        phone = context.new_page()
+        open_signed_in(phone, dashboard_url + "/", "Fleet overview")
+        # Readable: the page itself does not scroll sideways (wide tables scroll inside).
+        page_width = phone.evaluate("() => document.documentElement.scrollWidth")
+        assert page_width <= PHONE_WIDTH, page_width
+        devices = phone.locator('[data-testid="stMetric"]', has_text="Devices")
+        expect(devices.locator('[data-testid="stMetricValue"]')).to_have_text("7")
+
+        open_signed_in(phone, dashboard_url + "/alerts", "Alerts")
+        assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE_WIDTH
+        for name in ("Acknowledge", "Resolve"):
+            button = phone.get_by_role("button", name=name, exact=True)
+            button.scroll_into_view_if_needed()
+            box = button.bounding_box()
+            assert box is not None and box["x"] >= 0, name
+            assert box["x"] + box["width"] <= PHONE_WIDTH, (name, box)
+            expect(button).to_be_in_viewport()
+        phone.screenshot(path=str(ARTIFACTS / "alerts-review-390.png"))
+        if os.environ.get("EDGEWATCH_UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(
+                ARTIFACTS / "alerts-review-390.png",
+                REPO_ROOT / "docs" / "screenshot-alerts-phone.png",
+            )
+    finally:
+        context.close()
 
 
 def test_sign_in_is_required_and_wrong_passwords_are_refused(
@@ -207,3 +258,98 @@ def test_selecting_a_device_row_opens_its_detail_page(page: Page, dashboard_url:
     )
     assert "site=" in page.url and "device=" in page.url
     assert_no_errors(page, "device after drill-down")
+
+
+def _session_cookie(context: BrowserContext) -> dict[str, Any] | None:
+    for cookie in context.cookies():
+        if cookie["name"] == COOKIE_NAME:
+            return dict(cookie)
+    return None
+
+
+def _wait_for_session_cookie(page: Page) -> dict[str, Any]:
+    page.wait_for_function(f"() => document.cookie.includes('{COOKIE_NAME}=')", timeout=30_000)
+    cookie = _session_cookie(page.context)
+    assert cookie is not None
+    return cookie
+
+
+def test_sign_in_survives_reloads_tabs_and_deep_links_until_sign_out(
+    browser: Browser, dashboard_url: str
+) -> None:
+    deep_link = dashboard_url + "/alerts"
+    context = browser.new_context(viewport={"width": 1440, "height": 1200})
+    try:
+        first = context.new_page()
+        open_signed_in(first, dashboard_url + "/", "Fleet overview")
+        cookie = _wait_for_session_cookie(first)
+        assert OPERATOR[1] not in cookie["value"]
+
+        first.reload()
+        wait_for_page(first, "Fleet overview")
+        assert first.get_by_role("button", name="Sign in").count() == 0
+
+        second = context.new_page()
+        second.goto(deep_link)
+        wait_for_page(second, "Alerts")
+        assert second.get_by_role("button", name="Sign in").count() == 0
+        second.close()
+
+        first.get_by_role("button", name="Sign out").click()
+        expect(first.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        first.wait_for_timeout(1500)  # the cookie is overwritten by the run after sign-out
+        assert_no_errors(first, "sign-in form after sign-out")
+        assert _session_cookie(context) is None  # the browser no longer holds it
+        # A cookie copied before the sign-out (another browser, a stolen copy) is dead too.
+        other = browser.new_context()
+        other.add_cookies([cookie])  # type: ignore[list-item]
+        for page in (context.new_page(), other.new_page()):
+            page.goto(deep_link)
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+            assert page.get_by_role("heading", name="Alerts", exact=True).count() == 0
+        other.close()
+
+        # Sign in again, then alter the cookie's payload: refused, back to the sign-in.
+        open_signed_in(first, deep_link, "Alerts")
+        fresh = _wait_for_session_cookie(first)
+        payload, _, signature = fresh["value"].partition(".")
+        swapped = "A" if payload[5] != "A" else "B"
+        tampered = {**fresh, "value": f"{payload[:5]}{swapped}{payload[6:]}.{signature}"}
+        context.clear_cookies()
+        context.add_cookies([tampered])  # type: ignore[list-item]
+        page = context.new_page()
+        page.goto(deep_link)
+        expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("no longer valid")).to_be_visible(timeout=30_000)
+    finally:
+        context.close()
+
+
+def _chart_traces(page: Page) -> list[dict[str, Any]]:
+    """Name and point count of every trace of every Plotly chart on the page."""
+    traces: list[dict[str, Any]] = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((gd) =>
+            (gd.data || []).map((t) => ({name: t.name || '', points: (t.x || []).length})))"""
+    )
+    return traces
+
+
+def test_device_and_trends_open_on_what_matters_without_a_click(
+    page: Page, dashboard_url: str
+) -> None:
+    open_signed_in(page, dashboard_url + "/device", "Device")
+    # Two devices have an open critical alert; the longest open is dt-hamburg/cam-2's.
+    expect(page).to_have_url(re.compile(r"site=dt-hamburg&device=cam-2"), timeout=30_000)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=30_000)
+    traces = _chart_traces(page)
+    assert any(t["name"] == "dt-hamburg/cam-2" and t["points"] > 0 for t in traces), traces
+    assert any(t["name"] == "alert raised" for t in traces), traces
+    assert_no_errors(page, "device, opened with no parameters")
+
+    open_signed_in(page, dashboard_url + "/trends", "Trends")
+    expect(page).to_have_url(re.compile(r"metric=cpu_temp_c"), timeout=30_000)
+    assert "devices=" in page.url and "range=24h" in page.url
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=30_000)
+    traces = _chart_traces(page)
+    assert any(t["name"] == "dt-berlin/cam-1" and t["points"] > 0 for t in traces), traces
+    assert_no_errors(page, "trends, opened with no parameters")

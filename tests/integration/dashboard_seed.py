@@ -1,8 +1,12 @@
 """Helpers of the dashboard tests: buckets of their own, and a fleet with known truth.
 
 The session's InfluxDB is shared with the ingest tests, whose data would change the fleet-wide
-counts; so every dashboard scenario gets four buckets and a least-privilege token of its own
-(read all four, write only ops: what `edgewatch stack up` gives the dashboard).
+counts; so every dashboard scenario gets five buckets and a least-privilege token of its own
+(read all five, write only ops: what `edgewatch stack up` gives the dashboard).
+
+Every message is seeded as the ingest stores it: its raw lines, and its state lines (status,
+alert events, last-seen) in the state bucket with a receipt time, which here equals the
+message's own time (clocks that agree).
 """
 
 from __future__ import annotations
@@ -15,16 +19,25 @@ from typing import Any
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 from influxdb_client.domain.permission import Permission
 from influxdb_client.domain.permission_resource import PermissionResource
 from influxdb_client.domain.write_precision import WritePrecision
 
-from edgewatch.models import AlertEvent, Reading, Rejected, StatusEvent, Telemetry
+from edgewatch.models import (
+    AlertEvent,
+    DeviceMessage,
+    Reading,
+    Rejected,
+    StatusEvent,
+    Telemetry,
+)
 from edgewatch.schema import (
     alert_line,
     dead_letter_line,
     ingest_stats_line,
     line,
+    state_lines,
     status_line,
     telemetry_lines,
 )
@@ -34,7 +47,7 @@ NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class DashboardDB:
-    """Four buckets of one scenario and the dashboard token for them."""
+    """Five buckets of one scenario and the dashboard token for them."""
 
     url: str
     org: str
@@ -44,6 +57,7 @@ class DashboardDB:
     bucket_1m: str
     bucket_1h: str
     bucket_ops: str
+    bucket_state: str
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment the dashboard reads its settings from."""
@@ -56,6 +70,7 @@ class DashboardDB:
             "EDGEWATCH_BUCKET_1M": self.bucket_1m,
             "EDGEWATCH_BUCKET_1H": self.bucket_1h,
             "EDGEWATCH_BUCKET_OPS": self.bucket_ops,
+            "EDGEWATCH_BUCKET_STATE": self.bucket_state,
             "EDGEWATCH_USER": "test-operator",
         }
         values.update(extra)
@@ -80,14 +95,35 @@ class DashboardDB:
             return [dict(r.values) for t in tables for r in t.records]
 
 
-def make_dashboard_db(url: str, org: str, admin_token: str) -> DashboardDB:
-    """Four fresh buckets (unique names) and a token that reads them and writes only ops."""
+def make_dashboard_db(
+    url: str, org: str, admin_token: str, *, raw_retention_s: int = 0
+) -> DashboardDB:
+    """Five fresh buckets (unique names) and a token that reads them and writes only ops.
+
+    `raw_retention_s` 0 keeps raw data forever (the other buckets always do): tests that
+    seed data of any age into raw need that; retention tests give raw its real retention.
+    """
     suffix = secrets.token_hex(4)
-    names = [f"dash_{suffix}", f"dash_{suffix}_1m", f"dash_{suffix}_1h", f"dash_{suffix}_ops"]
+    names = [
+        f"dash_{suffix}",
+        f"dash_{suffix}_1m",
+        f"dash_{suffix}_1h",
+        f"dash_{suffix}_ops",
+        f"dash_{suffix}_state",
+    ]
     with InfluxDBClient(url=url, token=admin_token, org=org) as client:
         org_id = client.organizations_api().find_organizations(org=org)[0].id
         buckets_api = client.buckets_api()
-        ids = [buckets_api.create_bucket(bucket_name=n, org=org).id for n in names]
+        ids = []
+        for index, name in enumerate(names):
+            rules = (
+                [BucketRetentionRules(type="expire", every_seconds=raw_retention_s)]
+                if index == 0 and raw_retention_s
+                else None
+            )
+            ids.append(
+                buckets_api.create_bucket(bucket_name=name, org=org, retention_rules=rules).id
+            )
         permissions = [
             Permission(
                 action="read", resource=PermissionResource(type="buckets", id=i, org_id=org_id)
@@ -112,6 +148,7 @@ def make_dashboard_db(url: str, org: str, admin_token: str) -> DashboardDB:
         bucket_1m=names[1],
         bucket_1h=names[2],
         bucket_ops=names[3],
+        bucket_state=names[4],
     )
 
 
@@ -136,31 +173,61 @@ class FleetTruth:
         return sum(1 for s in self.states.values() if s == state)
 
 
-def _telemetry(site: str, device: str, ts_ns: int, cpu: float, fps: float, ok: bool) -> list[str]:
+Received = list[tuple[int, DeviceMessage]]
+
+
+def state_lines_of(received: Received) -> list[str]:
+    """The state bucket's lines for messages received at the given times, in that order
+    (a later last-seen of the same hour overwrites an earlier one, as in the ingest)."""
+    ordered = sorted(received, key=lambda item: item[0])
+    return [text for at, message in ordered for text in state_lines(message, at)]
+
+
+def _telemetry(
+    site: str,
+    device: str,
+    ts_ns: int,
+    cpu: float,
+    fps: float,
+    ok: bool,
+    state: Received | None = None,
+) -> list[str]:
     """The lines the ingest writes for one reading (telemetry and device_seen)."""
     reading = Reading(
         ts_ns=ts_ns, metrics={"cpu_temp_c": cpu, "inference_ms": fps, "camera_ok": ok}
     )
-    return list(telemetry_lines(Telemetry(site=site, device=device, readings=(reading,))))
+    message = Telemetry(site=site, device=device, readings=(reading,))
+    if state is not None:
+        state.append((ts_ns, message))
+    return list(telemetry_lines(message))
 
 
-def _status(site: str, device: str, ts_ns: int, state: str, interval_s: float, **kw: Any) -> str:
+def _status(
+    site: str,
+    device: str,
+    ts_ns: int,
+    state: str,
+    interval_s: float,
+    received: Received | None = None,
+    **kw: Any,
+) -> str:
     lat, lon = SITES[site]
-    return status_line(
-        StatusEvent(
-            site=site,
-            device=device,
-            ts_ns=ts_ns,
-            state=state,  # type: ignore[arg-type]
-            interval_s=interval_s,
-            model="yolo-v8n",
-            model_version="1.4.2",
-            firmware="2.1.0",
-            lat=lat,
-            lon=lon,
-            **kw,
-        )
+    message = StatusEvent(
+        site=site,
+        device=device,
+        ts_ns=ts_ns,
+        state=state,  # type: ignore[arg-type]
+        interval_s=interval_s,
+        model="yolo-v8n",
+        model_version="1.4.2",
+        firmware="2.1.0",
+        lat=lat,
+        lon=lon,
+        **kw,
     )
+    if received is not None:
+        received.append((ts_ns, message))
+    return status_line(message)
 
 
 def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
@@ -171,23 +238,26 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
     """
     now = time.time_ns()
     lines: list[str] = []
+    received: Received = []
     states: dict[tuple[str, str], str] = {}
 
     def online(site: str, device: str) -> None:
         # Reports every 600 s: ONLINE while silent under 30 min; an hour of history.
-        lines.append(_status(site, device, now - 3600 * NS, "online", 600.0))
+        lines.append(_status(site, device, now - 3600 * NS, "online", 600.0, received))
         offset = 4.0 * len(states)
         for k in range(60):
             ts = now - (20 + 60 * k) * NS
             cpu = 55.0 + offset + 3.0 * math.sin(k / 6)
-            lines.extend(_telemetry(site, device, ts, cpu, 20.0 + (k % 5), True))
+            lines.extend(_telemetry(site, device, ts, cpu, 20.0 + (k % 5), True, received))
         states[(site, device)] = "ONLINE"
 
     def stale(site: str, device: str) -> None:
         # Every 300 s, silent for 1500 s: STALE from 900 s to 3000 s of silence.
-        lines.append(_status(site, device, now - 7200 * NS, "online", 300.0))
+        lines.append(_status(site, device, now - 7200 * NS, "online", 300.0, received))
         for k in range(10):
-            lines.extend(_telemetry(site, device, now - (1500 + 300 * k) * NS, 60.0, 25.0, True))
+            lines.extend(
+                _telemetry(site, device, now - (1500 + 300 * k) * NS, 60.0, 25.0, True, received)
+            )
         states[(site, device)] = "STALE"
 
     online("dt-berlin", "cam-1")
@@ -195,41 +265,33 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
     stale("dt-berlin", "cam-3")
     online("dt-munich", "cam-1")
     # Last will: OFFLINE, whatever its telemetry says.
-    lines.append(_status("dt-munich", "cam-2", now - 7200 * NS, "online", 60.0))
-    lines.extend(_telemetry("dt-munich", "cam-2", now - 700 * NS, 70.0, 30.0, False))
-    lines.append(
-        status_line(
-            StatusEvent(
-                site="dt-munich",
-                device="cam-2",
-                ts_ns=now - 600 * NS,
-                state="offline",
-                reason="lwt",
-            )
-        )
+    lines.append(_status("dt-munich", "cam-2", now - 7200 * NS, "online", 60.0, received))
+    lines.extend(_telemetry("dt-munich", "cam-2", now - 700 * NS, 70.0, 30.0, False, received))
+    will = StatusEvent(
+        site="dt-munich", device="cam-2", ts_ns=now - 600 * NS, state="offline", reason="lwt"
     )
+    lines.append(status_line(will))
+    received.append((will.ts_ns, will))
     states[("dt-munich", "cam-2")] = "OFFLINE"
     stale("dt-hamburg", "cam-1")
     # Silent for two hours at a 60 s interval: OFFLINE.
-    lines.append(_status("dt-hamburg", "cam-2", now - 9000 * NS, "online", 60.0))
-    lines.extend(_telemetry("dt-hamburg", "cam-2", now - 7200 * NS, 50.0, 20.0, True))
+    lines.append(_status("dt-hamburg", "cam-2", now - 9000 * NS, "online", 60.0, received))
+    lines.extend(_telemetry("dt-hamburg", "cam-2", now - 7200 * NS, 50.0, 20.0, True, received))
     states[("dt-hamburg", "cam-2")] = "OFFLINE"
 
     def alert(site: str, device: str, kind: str, severity: str, ago_s: int, **kw: Any) -> int:
         ts = now - ago_s * NS
-        lines.append(
-            alert_line(
-                AlertEvent(
-                    site=site,
-                    device=device,
-                    ts_ns=ts,
-                    type=kind,
-                    severity=severity,
-                    message=kw.pop("message", f"{kind} on {device}"),
-                    **kw,
-                )
-            )
+        event = AlertEvent(
+            site=site,
+            device=device,
+            ts_ns=ts,
+            type=kind,
+            severity=severity,
+            message=kw.pop("message", f"{kind} on {device}"),
+            **kw,
         )
+        lines.append(alert_line(event))
+        received.append((ts, event))
         return ts
 
     opened = alert("dt-berlin", "cam-1", "overheat", "critical", 1800, value=91.0)
@@ -287,6 +349,7 @@ def seed_fleet(db: DashboardDB, *, heartbeat: bool = True) -> FleetTruth:
             )
         )
     db.write(lines)
+    db.write(state_lines_of(received), bucket=db.bucket_state)
     return FleetTruth(
         states=states,
         site_states={"dt-berlin": "STALE", "dt-munich": "OFFLINE", "dt-hamburg": "OFFLINE"},

@@ -73,6 +73,10 @@ class IngestProcess:
             poll=0.1,
         )
 
+    @property
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def kill(self) -> None:
         """SIGKILL: no flush, no acknowledgement, no disconnect."""
         if self._proc is not None and self._proc.poll() is None:

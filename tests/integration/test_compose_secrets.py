@@ -59,13 +59,15 @@ def compose_state(tmp_path: Path, fresh_influxdb: InfluxFixture) -> tuple[Path, 
 @pytest.fixture
 def compose_broker(compose_state: tuple[Path, str], tmp_path: Path) -> Iterator[dict[str, int]]:
     out, _ = compose_state
-    tls, plain = free_port(), free_port()
+    # "tls": the password TLS listener the services use; "cert": the device certificate one.
+    tls, cert, plain = free_port(), free_port(), free_port()
     (tmp_path / "data").mkdir()
     conf = (
         DEPLOY_CONF.read_text()
         .replace("/mosquitto/secrets/", f"{out / 'mosquitto'}/")
         .replace("/mosquitto/data/", f"{tmp_path / 'data'}/")
-        .replace("listener 8883 0.0.0.0", f"listener {tls} 127.0.0.1")
+        .replace("listener 8883 0.0.0.0", f"listener {cert} 127.0.0.1")
+        .replace("listener 8884 0.0.0.0", f"listener {tls} 127.0.0.1")
         .replace("listener 1883 127.0.0.1", f"listener {plain} 127.0.0.1")
     )
     # In the container the files belong to the broker's own user; here that user is root.
@@ -78,11 +80,11 @@ def compose_broker(compose_state: tuple[Path, str], tmp_path: Path) -> Iterator[
         )
     try:
         deadline = time.monotonic() + 15
-        while not (tcp_accepts("127.0.0.1", tls) and tcp_accepts("127.0.0.1", plain)):
+        while not all(tcp_accepts("127.0.0.1", port) for port in (tls, cert, plain)):
             assert proc.poll() is None, (tmp_path / "mosquitto.log").read_text()
             assert time.monotonic() < deadline, "the compose broker did not start"
             time.sleep(0.1)
-        yield {"tls": tls, "plain": plain}
+        yield {"tls": tls, "cert": cert, "plain": plain}
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -6,6 +6,7 @@ session's InfluxDB cannot change the fleet-wide counts asserted here.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
+from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import MAX_POINTS_PER_SERIES, Source, plan_for, preset_range
 from stack.processes import free_port
 from stack.testing import InfluxFixture
@@ -83,6 +84,7 @@ def open_app(
     if user is not None:
         at.session_state[SESSION_USER_KEY] = user
         at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+        at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
     return at
 
 
@@ -246,9 +248,13 @@ def test_trends_view_comes_from_the_query_string(
     assert at.selectbox(key="trends_metric").value == "inference_ms"
     assert at.selectbox(key="trends_range").value == "24 h"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    names = [t["name"] for t in spec["data"] if t.get("showlegend", True) is not False]
+    lines = [t for t in spec["data"] if not t["name"].startswith("alert ")]
+    names = [t["name"] for t in lines if t.get("showlegend", True) is not False]
     assert names == ["dt-berlin/cam-1", "dt-berlin/cam-2"]
-    assert all(t["connectgaps"] is False for t in spec["data"])
+    assert all(t["connectgaps"] is False for t in lines)
+    # dt-berlin/cam-1's overheat alert, raised 30 min ago, is marked on the chart.
+    marks = [t for t in spec["data"] if t["name"] == "alert raised"]
+    assert [row[:3] for row in marks[0]["customdata"]] == [["dt-berlin", "cam-1", "overheat"]]
     assert at.get("download_button"), "CSV export is offered"
     assert at.query_params["metric"] == "inference_ms"
     assert at.query_params["range"] == "24h"
@@ -263,7 +269,11 @@ def test_trends_refuses_names_outside_the_allow_list(
     at.query_params.update(devices='dt-berlin/cam-1") or true or ("', metric="x) |> drop(")
     at.run()
     assert not at.exception
-    assert at.multiselect(key="trends_devices").value == []
+    # The refused names are dropped: the page opens as with none named (the devices with
+    # open alerts), and never on the injected text.
+    chosen = at.multiselect(key="trends_devices").value
+    assert chosen and all('"' not in key for key in chosen)
+    assert at.selectbox(key="trends_metric").value != "x) |> drop("
 
 
 def test_device_page_opens_from_query_params(
@@ -462,3 +472,58 @@ def test_a_viewer_sees_silences_but_cannot_create_them(
     assert_clean(at)
     assert not [b for b in at.button if b.label == "Create"]
     assert any("only operators" in i.value for i in at.info)
+
+
+def test_the_audit_trail_exports_every_kind_of_operator_action(
+    monkeypatch: pytest.MonkeyPatch, fresh_seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, truth = fresh_seeded
+    at = open_app(monkeypatch, db.env()).switch_page("app_pages/alerts.py").run()
+    target = next(a for a in truth.open_alert_ids if "/camera_fail/" in a)
+    at.selectbox(key="alerts_pick").set_value(target)
+    at.text_input(key="alerts_note").input("=cmd() looked at it")
+    at.button(key="alerts_ack").click().run()
+    # Another kind of action, as another page would store it: read the same, generically.
+    now_ns = time.time_ns()
+    db.write(
+        [
+            'device_action,site=dt-berlin,device=cam-3 action="retire",user="ana",'
+            f'note="replaced by cam-4",reason="hardware" {now_ns}'
+        ],
+        bucket=db.bucket_ops,
+    )
+    at.button(key="alerts_audit_prepare").click().run()
+    assert_clean(at)
+    csv_bytes, _, rows = at.session_state["alerts_audit_csv"]
+    trail = pd.read_csv(io.BytesIO(csv_bytes))
+    assert rows == 2
+    assert list(trail.columns) == ["time", "who", "what", "action", "subject", "note", "details"]
+    review, retire = trail.iloc[0], trail.iloc[1]
+    assert (review["who"], review["what"], review["action"]) == ("test-operator", "alert", "ack")
+    assert review["subject"] == "dt-munich cam-2 camera_fail"
+    assert review["note"] == "'=cmd() looked at it"  # a spreadsheet shows it, never runs it
+    assert target in review["details"]
+    assert (retire["who"], retire["what"], retire["action"]) == ("ana", "device", "retire")
+    assert retire["note"] == "replaced by cam-4" and retire["details"] == "reason=hardware"
+
+
+def test_device_and_trends_open_on_what_matters_with_nothing_named(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    at = open_app(monkeypatch, db.env()).run()
+    at.switch_page("app_pages/device.py").run()
+    assert_clean(at)
+    # Two open critical alerts; dt-hamburg/cam-2's has been open longest.
+    assert (at.query_params["site"], at.query_params["device"]) == ("dt-hamburg", "cam-2")
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    names = {t["name"] for figure in figures for t in figure["data"]}
+    assert {"dt-hamburg/cam-2", "alert raised"} <= names
+
+    at.switch_page("app_pages/trends.py").run()
+    assert_clean(at)
+    chosen = at.multiselect(key="trends_devices").value
+    assert chosen[:2] == ["dt-berlin/cam-1", "dt-hamburg/cam-2"]  # the critical ones first
+    assert at.selectbox(key="trends_metric").value == "cpu_temp_c"  # overheat -> temperature
+    assert at.selectbox(key="trends_range").value == "24 h"
+    assert at.query_params["metric"] == "cpu_temp_c"

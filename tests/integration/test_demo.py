@@ -43,6 +43,7 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
             "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
             "MQTT_PORT": str(free_port()),
             "MQTT_TLS_PORT": str(free_port()),
+            "MQTT_TLS_PASSWORD_PORT": str(free_port()),
             "INFLUXDB_V2_URL": f"http://127.0.0.1:{free_port()}",
             "EDGEWATCH_DASHBOARD_PORT": str(dashboard_port),
         }
@@ -72,9 +73,10 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
             )
         devices = {(r.values["site"], r.values["device"]) for t in tables for r in t.records}
         assert len(devices) >= 2, devices
-        # Each service ran with its own secrets only: the ingest's log shows the TLS port.
+        # Each service ran with its own secrets only: the ingest's log shows the TLS port
+        # of password sign-ins (the certificate listener is the devices').
         ingest_log = (tmp_path / "state" / "log" / "ingest.log").read_text()
-        assert f"127.0.0.1:{env['MQTT_TLS_PORT']}" in ingest_log
+        assert f"127.0.0.1:{env['MQTT_TLS_PASSWORD_PORT']}" in ingest_log
         # The alerter ran too, with its own token, evaluating the built-in rules.
         alerter_log = (tmp_path / "state" / "log" / "alerter.log").read_text()
         assert "alerter running" in alerter_log, alerter_log[-2000:]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -14,13 +17,15 @@ import pytest
 from edge.agent import EdgeAgent
 from edge.spool import Spool
 from edge.transport import paho_factory
+from edgewatch.contract import MAX_METRICS_PER_READING
 from edgewatch.health import DeviceSnapshot, HealthState, device_health
 from edgewatch.settings import Settings
-from stack.processes import MosquittoProcess
+from stack.processes import MosquittoProcess, free_port
 from stack.testing import InfluxFixture
 from tests.integration.ingest_support import (
     REPO_ROOT,
     IngestProcess,
+    dead_letters,
     query,
     settings_env,
     wait_until,
@@ -31,6 +36,7 @@ pytestmark = pytest.mark.integration
 SettingsFactory = Callable[..., Settings]
 NS = 1_000_000_000
 MS = 1_000_000
+BURST_LINES = 10_000
 
 
 def _telemetry(influx: InfluxFixture, site: str, field: str) -> list[tuple[int, float]]:
@@ -75,6 +81,11 @@ class Device:
         )
         self.agent.start()
         return self.agent
+
+    def start_connected(self) -> EdgeAgent:
+        agent = self.start()
+        wait_until(lambda: (agent.pump(0.1), agent.connected)[1], 30, "the agent to connect")
+        return agent
 
     def stop(self) -> None:
         assert self.agent is not None and self.spool is not None
@@ -261,3 +272,189 @@ def test_simulate_demo_shows_online_stale_offline_and_critical_alerts(
     assert isinstance(health, dict)
     counts = {state: list(health.values()).count(state) for state in HealthState}
     print(f"demo fleet: {counts}, open critical alerts: {seen['alerts']}")
+
+
+# ---------------------------------------------------------------------------- stdin burst
+
+
+def _seq_rows(influx: InfluxFixture, site: str) -> list[tuple[int, int]]:
+    return [(ts, int(seq)) for ts, seq in _telemetry(influx, site, "seq")]
+
+
+def _run_agent(settings: Settings, site: str, spool_path: Path, lines: str, *extra: str) -> None:
+    """`edgewatch agent` with `lines` on stdin, until EOF; then, if the clean stop left
+    anything in the spool, again with empty stdin until the spool is empty (a restart
+    replays it)."""
+    command = [
+        sys.executable,
+        "-m",
+        "edgewatch.cli",
+        "agent",
+        "--site",
+        site,
+        "--device",
+        "cam-01",
+        "--spool",
+        str(spool_path),
+        *extra,
+    ]
+    stdin = lines.encode()
+    for _ in range(6):
+        done = subprocess.run(
+            command,
+            check=False,
+            input=stdin,
+            env=settings_env(settings),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-4000:]
+        assert "Traceback" not in done.stderr.decode()
+        stdin = b""
+        with Spool(spool_path) as spool:
+            if spool.depth == 0:
+                return
+    raise AssertionError(f"the agent's spool {spool_path} did not drain")
+
+
+def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    """10,000 lines without `ts` piped into `edgewatch agent`: 10,000 readings stored, seq
+    0..9999 each once (at millisecond stamps many shared a time and overwrote each other)."""
+    settings = make_settings(broker, influxdb)
+    site = f"burst-{secrets.token_hex(3)}"
+    lines = "".join(f'{{"metrics": {{"v": {i}}}}}\n' for i in range(BURST_LINES))
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
+        wait_until(
+            lambda: len(_telemetry(influxdb, site, "v")) >= BURST_LINES,
+            120,
+            f"{BURST_LINES} readings in InfluxDB",
+        )
+        stored = _telemetry(influxdb, site, "v")
+        seqs = _seq_rows(influxdb, site)
+        assert "Traceback" not in ingest.log_text()
+    print(f"stdin burst: {BURST_LINES} lines -> {len(stored)} readings stored")
+    assert len(stored) == BURST_LINES
+    assert sorted(int(v) for _, v in stored) == list(range(BURST_LINES))
+    assert len({ts for ts, _ in stored}) == BURST_LINES  # no two readings share a time
+    assert sorted(seq for _, seq in seqs) == list(range(BURST_LINES))
+
+
+def test_full_readings_are_stored_and_the_agent_still_reports_its_health(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    """Readings of 256 metrics (the contract's limit): the agent's own metrics must not push
+    them over it (every message, batches included, would be dead-lettered)."""
+    settings = make_settings(broker, influxdb)
+    site = f"full-{secrets.token_hex(3)}"
+    count = 300
+    names = [f"m{i:03d}" for i in range(1, MAX_METRICS_PER_READING)]
+    lines = "".join(
+        json.dumps({"metrics": {"v": i, **dict.fromkeys(names, 1.5)}}) + "\n" for i in range(count)
+    )
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
+        wait_until(lambda: len(_telemetry(influxdb, site, "v")) >= count, 120, "the readings")
+        wait_until(
+            lambda: len(_telemetry(influxdb, site, "spool_depth")) >= count, 60, "self-metrics"
+        )
+        letters = dead_letters(influxdb, influxdb.bucket, f"{settings.mqtt_topic_root}/")
+        stored = _telemetry(influxdb, site, "v")
+        assert "Traceback" not in ingest.log_text()
+    assert letters == []
+    assert sorted(int(v) for _, v in stored) == list(range(count))
+
+
+def test_an_alert_raised_before_an_agent_restart_is_cleared_after_it(
+    broker: MosquittoProcess,
+    influxdb: InfluxFixture,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(broker, influxdb)
+    site = f"rule-{secrets.token_hex(3)}"
+    spool_path = tmp_path / "agent.sqlite"
+    rule = ("--alert-rule", "overheat:critical:gpu_temp_c>85/5")
+    with IngestProcess(settings) as ingest:
+        _run_agent(settings, site, spool_path, '{"metrics": {"gpu_temp_c": 91}}\n', *rule)
+        # A restart of the agent, then the temperature is back to normal.
+        _run_agent(settings, site, spool_path, '{"metrics": {"gpu_temp_c": 70}}\n', *rule)
+
+        def states() -> list[str]:
+            rows = query(
+                influxdb,
+                """
+                from(bucket: bucket) |> range(start: 0)
+                  |> filter(fn: (r) => r._measurement == "alert_event" and r.site == site)
+                  |> filter(fn: (r) => r._field == "state")
+                  |> group() |> sort(columns: ["_time"])
+                """,
+                bucket=influxdb.bucket,
+                site=site,
+            )
+            return [str(row["_value"]) for row in rows]
+
+        wait_until(lambda: len(states()) >= 2, 60, "the raise and the clear")
+        assert "Traceback" not in ingest.log_text()
+    assert states() == ["raised", "cleared"]
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_readings_refused_by_the_broker_acl_are_kept_and_delivered_once_it_is_fixed(
+    influxdb: InfluxFixture, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    """The agent's publishes are refused (PUBACK 0x87 Not authorized: an ACL that lets it
+    read only); nothing is deleted; after the ACL is fixed every reading is stored."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\n")
+    port = free_port()
+    listener = "\n".join(
+        [
+            "per_listener_settings false",
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            f"acl_file {acl}",
+        ]
+    )
+    broker = MosquittoProcess(port=port, data_dir=tmp_path / "mosquitto", listener_conf=listener)
+    broker.start()
+    try:
+        settings = make_settings(broker, influxdb)
+        site = f"acl-{secrets.token_hex(3)}"
+        device = Device(settings, tmp_path / "spool.sqlite", site)
+        with IngestProcess(settings) as ingest:
+            agent = device.start_connected()
+            device.take(50)
+            wait_until(lambda: (agent.pump(0.1), agent.stats.retried >= 50)[1], 60, "the refusals")
+            assert agent.spool_depth == 50 and agent.stats.refused == 0
+
+            acl.write_text("topic readwrite #\n")
+            assert broker.pid is not None
+            os.kill(broker.pid, signal.SIGHUP)  # Mosquitto reloads its ACL file
+            wait_until(lambda: (agent.pump(0.2), agent.spool_depth == 0)[1], 120, "the retries")
+            retried = agent.stats.retried
+            self_metrics = agent.self_metrics()
+            device.stop()
+            wait_until(
+                lambda: len(_telemetry(influxdb, site, "v")) >= len(device.sent),
+                60,
+                "the readings in InfluxDB",
+            )
+            stored = _telemetry(influxdb, site, "v")
+            assert "Traceback" not in ingest.log_text()
+    finally:
+        broker.stop()
+    print(f"acl refusal: {retried} publishes refused and retried, {len(stored)} stored")
+    assert stored == device.sent
+    assert self_metrics["publish_retries"] >= 50 and self_metrics["publish_refused"] == 0

@@ -1,15 +1,19 @@
 """Zero trust on the wire and in the store, against a real Mosquitto and a real InfluxDB.
 
-The broker runs the configuration `edgewatch stack up` writes: TLS plus an authenticated
-loopback listener, one account per device with an ACL, the ingest's read-only account.
+The broker runs the configuration `edgewatch stack up` writes: a TLS listener that requires a
+device certificate, a TLS listener with passwords, an authenticated loopback listener, one
+account per device with an ACL, the ingest's read-only account.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import secrets
 import shutil
 import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from influxdb_client.rest import ApiException
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from shared.mqtt_client import new_mqtt_client
 from stack.processes import MosquittoProcess, free_port
 from stack.security import (
     INGEST_ACCOUNT,
@@ -30,6 +35,8 @@ from stack.security import (
     MqttAccount,
     create_certificates,
     device_account,
+    issue_device_certificate,
+    revoke_device_certificate,
     secure_listener_conf,
 )
 from stack.testing import InfluxFixture
@@ -43,9 +50,11 @@ ROOT = "edgewatch"
 class SecureBroker:
     process: MosquittoProcess
     plain_port: int
-    tls_port: int
+    tls_port: int  # device certificate required
+    password_tls_port: int
     ca: Path
     passwords: dict[str, str]
+    pki: Path
 
 
 @pytest.fixture
@@ -59,12 +68,13 @@ def secure_broker() -> Iterator[SecureBroker]:
             "b": store.add(device_account("plant-a", "cam-2")),
             INGEST_ACCOUNT: store.add(MqttAccount(INGEST_ACCOUNT, "ingest")),
         }
-        plain, tls = free_port(), free_port()
+        plain, tls, password_tls = free_port(), free_port(), free_port()
         proc = MosquittoProcess(
             port=plain,
             data_dir=workdir / "mosquitto",
             listener_conf=secure_listener_conf(
                 tls_port=tls,
+                password_tls_port=password_tls,
                 plain_port=plain,
                 cert_dir=workdir / "pki",
                 password_file=store.password_file,
@@ -73,7 +83,8 @@ def secure_broker() -> Iterator[SecureBroker]:
         )
         proc.start()
         try:
-            yield SecureBroker(proc, plain, tls, workdir / "pki" / "ca.crt", passwords)
+            pki = workdir / "pki"
+            yield SecureBroker(proc, plain, tls, password_tls, pki / "ca.crt", passwords, pki)
         finally:
             proc.stop()
     finally:
@@ -183,13 +194,13 @@ def test_tls_listener_accepts_a_client_that_trusts_the_ca_and_refuses_plain_text
     secure_broker: SecureBroker,
 ) -> None:
     trusted = _client("plant-a.cam-1", secure_broker.passwords["a"], ca=secure_broker.ca)
-    reason = _connect(trusted, secure_broker.tls_port)
+    reason = _connect(trusted, secure_broker.password_tls_port)
     assert reason is not None and not reason.is_failure
     cipher = trusted.socket().cipher()  # type: ignore[union-attr]
     assert cipher is not None and cipher[1] in ("TLSv1.2", "TLSv1.3")
     _stop(trusted)
     plain = _client("plant-a.cam-1", secure_broker.passwords["a"])
-    assert _connect(plain, secure_broker.tls_port) is None
+    assert _connect(plain, secure_broker.password_tls_port) is None
     plain.loop_stop()
 
 
@@ -233,3 +244,151 @@ def test_dashboard_token_cannot_write_telemetry(influxdb: InfluxFixture) -> None
         c.write_api(write_options=SYNCHRONOUS).write(
             bucket=influxdb.bucket, record="telemetry,site=x,device=y x=1.0"
         )
+
+
+def _device_by_certificate(broker: SecureBroker, site: str, device: str) -> mqtt.Client:
+    """A device client built by the shared factory with its own certificate and no password."""
+    issued = issue_device_certificate(broker.pki, site, device)
+    return new_mqtt_client(
+        client_id=f"cert-{secrets.token_hex(4)}",
+        tls_ca=issued.ca,
+        tls_cert=issued.certificate,
+        tls_key=issued.key,
+    )
+
+
+def _refused(client: mqtt.Client, port: int) -> bool:
+    """Whether the broker refused the client: no TLS session, or a failing CONNACK."""
+    reason = _connect(client, port)
+    client.loop_stop()
+    return reason is None or reason.is_failure
+
+
+def test_a_device_with_a_valid_certificate_publishes_as_itself(
+    secure_broker: SecureBroker,
+) -> None:
+    ingest, got = _listen(secure_broker, f"{ROOT}/#")
+    device_a = _device_by_certificate(secure_broker, "plant-a", "cam-1")
+    try:
+        reason = _connect(device_a, secure_broker.tls_port)
+        assert reason is not None and not reason.is_failure
+        device_a.publish(f"{ROOT}/plant-a/cam-1/telemetry", b"{}", qos=1).wait_for_publish(10)
+        assert got.get(timeout=10) == f"{ROOT}/plant-a/cam-1/telemetry"
+    finally:
+        _stop(device_a)
+        _stop(ingest)
+
+
+def test_a_certificate_for_a_cannot_publish_as_b(secure_broker: SecureBroker) -> None:
+    ingest, got = _listen(secure_broker, f"{ROOT}/#")
+    device_a = _device_by_certificate(secure_broker, "plant-a", "cam-1")
+    # The user name a client sends is ignored: the certificate's CN is the identity.
+    device_a.username_pw_set("plant-a.cam-2")
+    try:
+        reason = _connect(device_a, secure_broker.tls_port)
+        assert reason is not None and not reason.is_failure
+        device_a.publish(f"{ROOT}/plant-a/cam-2/telemetry", b"{}", qos=1).wait_for_publish(10)
+        device_a.publish(f"{ROOT}/plant-a/cam-1/telemetry", b"{}", qos=1).wait_for_publish(10)
+        assert got.get(timeout=10) == f"{ROOT}/plant-a/cam-1/telemetry"
+        with pytest.raises(queue.Empty):
+            got.get(timeout=1)
+    finally:
+        _stop(device_a)
+        _stop(ingest)
+
+
+def test_no_certificate_or_a_password_is_refused_on_the_certificate_listener(
+    secure_broker: SecureBroker,
+) -> None:
+    with_password = _client("plant-a.cam-1", secure_broker.passwords["a"], ca=secure_broker.ca)
+    assert _refused(with_password, secure_broker.tls_port)
+    # The same device's password still works on the password listener.
+    again = _client("plant-a.cam-1", secure_broker.passwords["a"], ca=secure_broker.ca)
+    reason = _connect(again, secure_broker.password_tls_port)
+    assert reason is not None and not reason.is_failure
+    _stop(again)
+
+
+def test_a_certificate_from_another_ca_is_refused(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    create_certificates(tmp_path / "other-pki")
+    foreign = issue_device_certificate(tmp_path / "other-pki", "plant-a", "cam-1")
+    client = new_mqtt_client(
+        client_id=f"foreign-{secrets.token_hex(4)}",
+        tls_ca=secure_broker.ca,
+        tls_cert=foreign.certificate,
+        tls_key=foreign.key,
+    )
+    assert _refused(client, secure_broker.tls_port)
+
+
+def test_a_revoked_certificate_is_refused_after_the_broker_rereads_its_crl(
+    secure_broker: SecureBroker,
+) -> None:
+    before = _device_by_certificate(secure_broker, "plant-a", "cam-2")
+    reason = _connect(before, secure_broker.tls_port)
+    assert reason is not None and not reason.is_failure
+    _stop(before)
+    cert = secure_broker.pki / "devices" / "plant-a.cam-2.crt"
+    assert cert.exists()
+    revoke_device_certificate(secure_broker.pki, "plant-a", "cam-2")
+    secure_broker.process.restart()  # what `edgewatch stack certs revoke` does to the stack
+    revoked = new_mqtt_client(
+        client_id=f"revoked-{secrets.token_hex(4)}",
+        tls_ca=secure_broker.ca,
+        tls_cert=cert,
+        tls_key=secure_broker.pki / "devices" / "plant-a.cam-2.key",
+    )
+    assert _refused(revoked, secure_broker.tls_port)
+    # Another device's certificate is untouched by the revocation.
+    other = _device_by_certificate(secure_broker, "plant-a", "cam-1")
+    reason = _connect(other, secure_broker.tls_port)
+    assert reason is not None and not reason.is_failure
+    _stop(other)
+
+
+def test_edgewatch_agent_signs_in_with_its_certificate(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    ingest, got = _listen(secure_broker, f"{ROOT}/plant-a/cam-1/telemetry")
+    issued = issue_device_certificate(secure_broker.pki, "plant-a", "cam-1")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MQTT_", "INFLUXDB_V2_", "EDGEWATCH_"))
+    }
+    env.update(
+        MQTT_HOST="127.0.0.1",
+        MQTT_TLS_PORT=str(secure_broker.tls_port),
+        MQTT_TLS_CA=str(issued.ca),
+        MQTT_TLS_CERT=str(issued.certificate),
+        MQTT_TLS_KEY=str(issued.key),
+        MQTT_TOPIC_ROOT=ROOT,
+        EDGEWATCH_STATE_DIR=str(tmp_path / "state"),
+    )
+    log = (tmp_path / "agent.log").open("w")
+    agent = subprocess.Popen(
+        [str(Path(sys.executable).parent / "edgewatch"), "agent", "--site", "plant-a",
+         "--device", "cam-1", "--spool", str(tmp_path / "spool.db")],
+        stdin=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert agent.stdin is not None
+        agent.stdin.write('{"metrics": {"cpu_temp_c": 61.5}}\n')
+        agent.stdin.flush()
+        # No user name or password was given: the broker knew it by its certificate.
+        assert got.get(timeout=30) == f"{ROOT}/plant-a/cam-1/telemetry", (
+            tmp_path / "agent.log"
+        ).read_text()
+        agent.stdin.close()  # EOF: the agent stops cleanly
+        assert agent.wait(timeout=30) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        log.close()
+        _stop(ingest)

@@ -21,6 +21,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from paho.mqtt.packettypes import PacketTypes
 
+from shared.mqtt_client import new_mqtt_client
 from stack.bootstrap import TASK_1H, TASK_1M, InfluxApi, bootstrap, run_task_now
 from stack.processes import MosquittoProcess, free_port, pid_alive
 from stack.testing import InfluxFixture
@@ -294,6 +295,7 @@ def test_stack_cli_up_twice_status_env_down(tmp_path: Path) -> None:
         "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
         "MQTT_PORT": str(free_port()),
         "MQTT_TLS_PORT": str(free_port()),
+        "MQTT_TLS_PASSWORD_PORT": str(free_port()),
         "INFLUXDB_V2_URL": f"http://127.0.0.1:{influx_port}",
     }
     pids: list[int] = []
@@ -338,6 +340,7 @@ def test_stack_up_names_the_setting_when_a_port_is_taken(tmp_path: Path) -> None
             "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
             "MQTT_PORT": str(port),
             "MQTT_TLS_PORT": str(free_port()),
+            "MQTT_TLS_PASSWORD_PORT": str(free_port()),
             "INFLUXDB_V2_URL": f"http://127.0.0.1:{free_port()}",
         }
         try:
@@ -347,3 +350,61 @@ def test_stack_up_names_the_setting_when_a_port_is_taken(tmp_path: Path) -> None
     assert result.returncode == 2
     assert f"port {port} on 127.0.0.1 is in use: set MQTT_PORT=" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _connects_with_certificate(values: dict[str, str]) -> bool:
+    """Whether the stack's certificate listener lets this device in (CONNACK success)."""
+    client = new_mqtt_client(
+        client_id=f"cert-{secrets.token_hex(4)}",
+        tls_ca=values["MQTT_TLS_CA"],
+        tls_cert=values["MQTT_TLS_CERT"],
+        tls_key=values["MQTT_TLS_KEY"],
+    )
+    outcome: queue.Queue[bool] = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, reason, _p: outcome.put(not reason.is_failure)
+    try:
+        client.connect("127.0.0.1", int(values["MQTT_TLS_PORT"]))
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        return outcome.get(timeout=10)
+    except queue.Empty:
+        return False
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_stack_certs_issue_then_revoke_locks_the_device_out(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "EDGEWATCH_STATE_DIR": str(tmp_path / "state"),
+        "MQTT_PORT": str(free_port()),
+        "MQTT_TLS_PORT": str(free_port()),
+        "MQTT_TLS_PASSWORD_PORT": str(free_port()),
+        "INFLUXDB_V2_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    try:
+        up = _cli(env, "stack", "up")
+        assert up.returncode == 0, up.stderr
+        issued = _cli(env, "stack", "certs", "issue", "plant-a", "cam-9", "--export")
+        assert issued.returncode == 0, issued.stderr
+        values = dict(
+            line.removeprefix("export ").split("=", 1) for line in issued.stdout.splitlines()
+        )
+        assert Path(values["MQTT_TLS_KEY"]).stat().st_mode & 0o077 == 0
+        assert _connects_with_certificate(values)
+
+        revoked = _cli(env, "stack", "certs", "revoke", "plant-a", "cam-9")
+        assert revoked.returncode == 0, revoked.stderr
+        assert "mosquitto restarted" in revoked.stderr
+        assert not _connects_with_certificate(values)
+
+        unknown = _cli(env, "stack", "certs", "revoke", "plant-a", "never-issued")
+        assert unknown.returncode != 0
+        assert "stack certs issue plant-a never-issued" in unknown.stderr
+        assert "Traceback" not in unknown.stderr
+    finally:
+        down = _cli(env, "stack", "down")
+    assert down.returncode == 0, down.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from edgewatch.alerts import (
@@ -157,3 +159,74 @@ def test_validate_action_refuses_unknown_action_and_long_note() -> None:
         validate_action("comment", "x" * 1001, "ana")
     with pytest.raises(ValueError, match="acting user"):
         validate_action("ack", "", " ")
+
+
+# ------------------------------------------ whose clock: actions apply to the alert they name
+
+MIN = 60
+
+
+def heard(event: StoredAlertEvent, received_s: int) -> StoredAlertEvent:
+    """The event as the state bucket holds it: with the ingest's receipt time."""
+    return replace(event, received_ns=received_s * S)
+
+
+def test_an_ack_while_the_device_clock_runs_ahead_is_applied() -> None:
+    # The device clock is 3 min ahead: the raise says T+180 s, the ingest got it at T. The
+    # operator acknowledges at T+60 s, "before" the alert by the device's clock.
+    t = 1000
+    aid = alert_id("plant-a", "cam-1", "overheat", (t + 3 * MIN) * S)
+    rec = fold_alerts(
+        [heard(raised(t + 3 * MIN), t)],
+        [AlertAction(alert_id=aid, action="ack", user="ana", ts_ns=(t + MIN) * S, note="on it")],
+    )[0]
+    assert rec.acknowledged_by == "ana"
+    assert rec.state_at((t + 2 * MIN) * S) is AlertState.ACKNOWLEDGED
+    assert [h.what for h in rec.history] == ["raised", "acknowledged"]
+
+
+def test_a_resolve_while_the_device_clock_runs_ahead_closes_and_the_next_raise_reopens() -> None:
+    t = 1000
+    aid = alert_id("plant-a", "cam-1", "overheat", (t + 3 * MIN) * S)
+    records = fold_alerts(
+        [heard(raised(t + 3 * MIN), t), heard(raised(t + 5 * MIN), t + 2 * MIN)],
+        [AlertAction(alert_id=aid, action="resolve", user="ana", ts_ns=(t + MIN) * S)],
+    )
+    assert len(records) == 2
+    newest, first = records
+    assert first.alert_id == aid and first.closed_by == "ana" and first.count == 1
+    assert newest.is_open and newest.opened_ns == (t + 5 * MIN) * S
+
+
+def test_a_repeat_received_before_the_resolve_belongs_to_the_resolved_alert() -> None:
+    # A device clock behind: the repeat says t+10 but arrived before the operator resolved.
+    aid = alert_id("plant-a", "cam-1", "overheat", S)
+    records = fold_alerts(
+        [heard(raised(1), 100), heard(raised(10), 200)],
+        [AlertAction(alert_id=aid, action="resolve", user="ana", ts_ns=300 * S)],
+    )
+    assert len(records) == 1
+    assert records[0].count == 2 and not records[0].is_open
+
+
+def test_an_action_taken_before_its_alert_was_received_still_applies() -> None:
+    # The dashboard's server clock a little behind the ingest's.
+    aid = alert_id("plant-a", "cam-1", "overheat", 50 * S)
+    rec = fold_alerts(
+        [heard(raised(50), 50), heard(raised(60), 60)],
+        [AlertAction(alert_id=aid, action="ack", user="ana", ts_ns=49 * S)],
+    )[0]
+    assert rec.acknowledged_by == "ana"
+    assert rec.count == 2
+
+
+def test_an_alert_raised_45_days_ago_keeps_its_id_and_its_ack() -> None:
+    day = 86400
+    opened = 1_800_000_000 - 45 * day
+    aid = alert_id("plant-a", "cam-1", "overheat", opened * S)
+    events = [raised(opened)] + [raised(opened + k * day) for k in range(1, 45, 4)]
+    actions = [AlertAction(alert_id=aid, action="ack", user="ana", ts_ns=(opened + day) * S)]
+    (rec,) = fold_alerts(events, actions)
+    assert rec.alert_id == aid and rec.is_open
+    assert rec.acknowledged_by == "ana"
+    assert "acknowledged" in [h.what for h in rec.history]

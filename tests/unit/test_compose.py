@@ -13,7 +13,7 @@ from edgewatch.settings import INFLUXDB_VERSION
 ROOT = Path(__file__).resolve().parents[2]
 # The rooms register their own subcommands (some are written later), so the names a compose
 # command may use are listed here rather than read from the parser.
-SUBCOMMANDS = {"stack", "ingest", "simulate", "agent", "dashboard", "demo", "bench"}
+SUBCOMMANDS = {"stack", "ingest", "simulate", "agent", "dashboard", "alerter", "demo", "bench"}
 SECRET_KEYS = ("TOKEN", "PASSWORD", "SECRET")
 
 
@@ -31,7 +31,9 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_part_of_the_system_is_a_service(services: dict[str, dict[str, Any]]) -> None:
-    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard"} <= set(services)
+    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard", "alerter"} <= set(
+        services
+    )
 
 
 def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
@@ -74,10 +76,16 @@ def test_python_services_wait_for_what_they_use(services: dict[str, dict[str, An
     assert {"mosquitto", "influxdb"} <= set(_healthy_dependencies(services["ingest"]))
     assert "mosquitto" in _healthy_dependencies(services["simulator"])
     assert "influxdb" in _healthy_dependencies(services["dashboard"])
+    assert "influxdb" in _healthy_dependencies(services["alerter"])
 
 
 def test_commands_name_real_edgewatch_subcommands(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"ingest": "ingest", "simulator": "simulate", "dashboard": "dashboard"}
+    expected = {
+        "ingest": "ingest",
+        "simulator": "simulate",
+        "dashboard": "dashboard",
+        "alerter": "alerter",
+    }
     for name, subcommand in expected.items():
         assert services[name]["command"][0] == subcommand
     for name, svc in services.items():
@@ -142,7 +150,7 @@ def test_only_the_secrets_init_service_and_influxdb_read_the_admin_env_file(
 def test_each_service_mounts_only_its_own_secrets_read_only(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("ingest", "simulator", "dashboard", "mosquitto"):
+    for name in ("ingest", "simulator", "dashboard", "alerter", "mosquitto"):
         assert _secret_subpaths(services[name]) == [f"compose/{name}"], name
         mount = next(m for m in services[name]["volumes"] if isinstance(m, dict))
         assert mount["read_only"] is True, name
@@ -154,6 +162,13 @@ def test_compose_broker_requires_accounts_and_offers_tls() -> None:
     assert "allow_anonymous false" in conf
     assert "listener 8883 0.0.0.0" in conf
     assert "tls_version tlsv1.2" in conf
+    # Devices by certificate on 8883 (CN as user name, revocation list), passwords on 8884.
+    cert_listener = conf[conf.index("listener 8883 0.0.0.0") :]
+    cert_listener = cert_listener[: cert_listener.index("listener 8884 0.0.0.0")]
+    for line in ("require_certificate true", "use_identity_as_username true"):
+        assert line in cert_listener
+    assert "crlfile /mosquitto/secrets/crl.pem" in cert_listener
     # The only plain listener is the container's own loopback.
-    plain = [line for line in conf if line.startswith("listener ") and "8883" not in line]
+    tls = ("listener 8883 0.0.0.0", "listener 8884 0.0.0.0")
+    plain = [line for line in conf if line.startswith("listener ") and line not in tls]
     assert plain == ["listener 1883 127.0.0.1"]

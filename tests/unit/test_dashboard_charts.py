@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 
+from dashboard import charts
 from dashboard.charts import HEALTH_COLORS, insert_gaps, site_map_figure, trend_figure
+from edgewatch.alerts import AlertRecord
 
 
 def _series(times: list[str], device: str = "cam-1") -> pd.DataFrame:
@@ -77,3 +80,67 @@ def test_site_map_colours_sites_by_their_state() -> None:
     figure = site_map_figure(sites)
     colors = {trace.name: trace.marker.color for trace in figure.data}
     assert colors == {"ONLINE": HEALTH_COLORS["ONLINE"], "OFFLINE": HEALTH_COLORS["OFFLINE"]}
+
+
+def _alert(site: str, device: str, opened_ns: int, closed_ns: int | None = None) -> AlertRecord:
+    return AlertRecord(
+        alert_id=f"{site}/{device}/overheat/{opened_ns}",
+        site=site,
+        device=device,
+        type="overheat",
+        severity="critical",
+        opened_ns=opened_ns,
+        last_ns=opened_ns,
+        count=2,
+        message="cpu at 93 C",
+        last_value=93.0,
+        closed_ns=closed_ns,
+        closed_by="ana" if closed_ns else None,
+    )
+
+
+def test_a_trend_chart_marks_alert_raises_and_clears_with_the_alert_on_hover() -> None:
+    base = pd.Timestamp("2026-01-01T00:00:00Z")
+    ns = base.value
+    series = pd.DataFrame(
+        {
+            "time": [base + pd.Timedelta(minutes=m) for m in range(60)],
+            "site": "s1",
+            "device": "d1",
+            "mean": [50.0 + m for m in range(60)],
+            "min": [49.0 + m for m in range(60)],
+            "max": [51.0 + m for m in range(60)],
+        }
+    )
+    records = [
+        _alert("s1", "d1", ns + 10 * 60 * 10**9, ns + 40 * 60 * 10**9),
+        _alert("s1", "other", ns + 20 * 60 * 10**9),  # another device: not on this chart
+        _alert("s1", "d1", ns - 3600 * 10**9),  # before the range
+    ]
+    marks = charts.alert_marks_frame(
+        records, start=base, stop=base + pd.Timedelta(hours=1), devices=[("s1", "d1")]
+    )
+    figure = charts.add_alert_marks(
+        charts.trend_figure(series, metric="cpu_temp_c", max_gap_s=120), marks
+    )
+    by_name = {trace.name: trace for trace in figure.data}
+    raised, cleared = by_name["alert raised"], by_name["alert cleared"]
+    assert list(raised.x) == [base + pd.Timedelta(minutes=10)]
+    assert list(cleared.x) == [base + pd.Timedelta(minutes=40)]
+    assert raised.yaxis == "y2" and raised.marker.color[0] == charts.SEVERITY_COLORS["critical"]
+    assert list(raised.customdata[0]) == [
+        "s1", "d1", "overheat", "critical", "raised", "cpu at 93 C"
+    ]  # fmt: skip
+    assert cleared.customdata[0][4] == "cleared by ana"
+    assert "customdata[5]" in raised.hovertemplate
+    assert len(figure.layout.shapes) == 2  # a line through the plot at each mark
+
+
+def test_no_alerts_leave_the_chart_as_it_was() -> None:
+    figure = charts.add_alert_marks(
+        go.Figure(),
+        charts.alert_marks_frame(
+            [], start=pd.Timestamp("2026-01-01T00:00Z"), stop=pd.Timestamp("2026-01-02T00:00Z")
+        ),
+    )
+    assert len(figure.data) == 0

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+import pytest
+
+from dashboard.auth import UserStore
 from dashboard.cli import APP_PATH, dashboard_command, register
 
 
@@ -20,3 +24,22 @@ def test_register_adds_the_subcommand() -> None:
     register(parser.add_subparsers())
     args = parser.parse_args(["dashboard", "--port", "9000"])
     assert args.port == 9000 and callable(args.func)
+
+
+def test_users_sign_out_ends_every_session_of_a_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users = tmp_path / "users.json"
+    monkeypatch.setenv("EDGEWATCH_USERS_FILE", str(users))
+    store = UserStore(users)
+    store.add("ana", "a-good-password", "operator")
+    before = store.generation_of("ana")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["users", "sign-out", "ana"])
+    assert args.func(args) == 0
+    assert store.generation_of("ana") == (before or 0) + 1
+    assert "signed ana out everywhere" in capsys.readouterr().out
+    unknown = parser.parse_args(["users", "sign-out", "bob"])
+    with pytest.raises(ValueError, match="edgewatch users list"):
+        unknown.func(unknown)

@@ -53,6 +53,44 @@ def test_a_reason_from_an_older_status_does_not_explain_a_newer_one() -> None:
     assert snapshots[0].status_reason is None
 
 
+def test_snapshots_from_the_state_bucket_carry_receipt_times() -> None:
+    # State bucket: a status is stamped with its receipt time; its own time is ts_ns. The
+    # last will received after the birth: its own time is its receipt time.
+    birth_ns = int(at(10).timestamp()) * NS
+    status = [
+        {"site": "s", "device": "d", "_field": "state", "_value": "online", "_time": at(130)},
+        {"site": "s", "device": "d", "_field": "ts_ns", "_value": birth_ns, "_time": at(130)},
+        {"site": "s", "device": "d", "_field": "interval_s", "_value": 300.0, "_time": at(130)},
+        {"site": "s", "device": "d", "_field": "model", "_value": "yolo", "_time": at(130)},
+    ]
+    seen = [
+        {"site": "s", "device": "d", "_field": "received_ns", "_value": 9 * NS, "_time": at(0)},
+        {"site": "s", "device": "d", "_field": "reading_ns", "_value": 7 * NS, "_time": at(0)},
+    ]
+    (snapshot,), info = data.parse_snapshots(status, seen)
+    assert snapshot.status_ns == birth_ns
+    assert snapshot.status_received_ns == int(at(130).timestamp()) * NS
+    assert snapshot.telemetry_received_ns == 9 * NS
+    assert snapshot.last_telemetry_ns == 7 * NS
+    assert snapshot.interval_s == 300.0
+    assert info[("s", "d")].model == "yolo"
+
+
+def test_device_actions_parse_and_retired_devices_show_in_the_fleet_frame() -> None:
+    from edgewatch.health import DeviceHealth, HealthState  # noqa: PLC0415
+
+    rows = [
+        {"site": "s", "device": "d", "action": "retire", "user": "ana", "note": "", "time_ns": 5},
+        {"site": "s", "device": "d", "action": None, "time_ns": 6},
+    ]
+    (action,) = data.parse_device_actions(rows)
+    assert action.action == "retire" and action.ts_ns == 5
+    health = DeviceHealth("s", "d", HealthState.OFFLINE, "silent", None, 1)
+    view = data.FleetView(now_ns=10, health=(health,), retired={("s", "d"): action})
+    frame = data.fleet_frame(view)
+    assert bool(frame.loc[0, "retired"]) and frame.loc[0, "retired_by"] == "ana"
+
+
 def test_heartbeat_is_the_newest_report_with_its_interval() -> None:
     rows = [{"_time": at(10), "_value": 5.0}, {"_time": at(20), "_value": 7.0}]
     beat = data.parse_heartbeat(rows, default_interval_s=5.0)
@@ -213,7 +251,7 @@ def test_series_queries_take_the_device_predicate_and_nothing_else() -> None:
         with pytest.raises(ValueError, match="needs a device predicate"):
             data.render_query(name)
     with pytest.raises(ValueError, match="takes no device predicate"):
-        data.render_query("device_status_last", predicate)
+        data.render_query("state_device_status", predicate)
 
 
 def test_boolean_window_means_give_min_and_max() -> None:

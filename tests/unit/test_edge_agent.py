@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from edge.agent import LWT_PAYLOAD, DeviceInfo, EdgeAgent, format_ts
+import pytest
+
+from edge.agent import EdgeAgent
 from edge.filters import AlertRule, DeadbandConfig
 from edge.spool import Spool
 from edge.transport import Acked, Connected, Disconnected, LinkConfig, Transport
-from edgewatch.contract import decode_message
+from edgewatch.contract import MAX_METRICS_PER_READING, decode_message
+from edgewatch.encode import LAST_WILL_BODY
+from edgewatch.models import DeviceInfo, Rejected, Telemetry
 
 NS = 1_000_000_000
 T0 = 1_767_268_800 * NS
@@ -24,6 +29,7 @@ class FakeLink:
         self.published: list[tuple[int, str, bytes, bool]] = []
         self.next_token = 1
         self.state = "new"
+        self.answered = 0
 
     def start(self) -> None:
         self.state = "started"
@@ -53,6 +59,12 @@ class FakeLink:
     def ack_all(self) -> None:
         for token, *_ in self.published:
             self.config.sink(Acked(token, ok=True))
+
+    def ack_new(self, *, code: int = 0) -> None:
+        """Answer every publish not answered yet, with this PUBACK reason code."""
+        for token, *_ in self.published[self.answered :]:
+            self.config.sink(Acked(token, ok=code < 0x80, code=code))
+        self.answered = len(self.published)
 
     def telemetry(self) -> list[dict[str, Any]]:
         out = []
@@ -100,7 +112,7 @@ def test_birth_will_and_single_readings(tmp_path: Path) -> None:
     agent.start()
     link = links[0]
     assert link.config.will_topic == "t/munich/cam-01/status"
-    assert json.loads(link.config.will_payload) == LWT_PAYLOAD
+    assert json.loads(link.config.will_payload) == LAST_WILL_BODY
     link.connect()
     agent.pump()
     _token, topic, payload, retain = link.published[0]
@@ -224,7 +236,161 @@ def test_drops_are_reported_as_metrics(tmp_path: Path) -> None:
     assert last["spool_dropped"] == 2.0 and last["spool_depth"] == 5.0
 
 
-def test_format_ts_is_exact() -> None:
-    assert format_ts(T0) == "2026-01-01T12:00:00Z"
-    assert format_ts(T0 + 123_000_000) == "2026-01-01T12:00:00.123Z"
-    assert format_ts(T0 + 1) == "2026-01-01T12:00:00.000000001Z"
+def test_readings_without_ts_never_share_a_timestamp_across_restarts(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    frozen = lambda: T0  # noqa: E731 - a clock that does not move: a burst within one tick
+    agent, spool = _agent(tmp_path, links, clock=frozen)  # type: ignore[arg-type]
+    for i in range(3000):
+        agent.record({"v": float(i)})
+    spool.close()
+    agent, spool = _agent(tmp_path, links, clock=frozen)  # type: ignore[arg-type]
+    for i in range(3000, 3100):
+        agent.record({"v": float(i)})
+    bodies = [item.body for item in spool.all_items()]
+    stamps = [
+        decode_message("t/s/d/telemetry", item.text.encode(), T0, "t") for item in spool.all_items()
+    ]
+    ts_ns = [m.readings[0].ts_ns for m in stamps if isinstance(m, Telemetry)]
+    assert len(ts_ns) == 3100 and ts_ns == sorted(set(ts_ns))
+    assert ts_ns[0] == T0 and ts_ns[-1] == T0 + 3099  # nanoseconds apart, strictly increasing
+    assert [b["seq"] for b in bodies] == list(range(3100))
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _connected(
+    tmp_path: Path, links: list[FakeLink], **kwargs: Any
+) -> tuple[EdgeAgent, Spool, FakeLink]:
+    """An agent whose link is up and whose birth was acknowledged."""
+    agent, spool = _agent(tmp_path, links, **kwargs)
+    agent.start()
+    link = links[0]
+    link.connect()
+    agent.pump()
+    link.ack_new()
+    return agent, spool, link
+
+
+def test_a_refusal_that_is_not_the_message_fault_keeps_it_and_retries_with_backoff(
+    tmp_path: Path,
+) -> None:
+    monotonic = Monotonic()
+    agent, spool, link = _connected(tmp_path, [], monotonic=monotonic)
+    agent.record({"v": 1.0})
+    agent.pump()
+    link.ack_new(code=0x87)  # Not authorized: an ACL change, not the reading's fault
+    agent.pump()
+    assert spool.depth == 1 and agent.stats.retried == 1
+    published = len(link.published)
+    agent.pump()
+    assert len(link.published) == published  # backing off: 1 s after the first refusal
+    monotonic.now += 1.0
+    agent.pump()
+    assert len(link.published) == published + 1
+    link.ack_new(code=0x97)  # Quota exceeded: the backoff doubles
+    agent.pump()
+    monotonic.now += 1.0
+    agent.pump()
+    assert len(link.published) == published + 1
+    monotonic.now += 1.0
+    agent.pump()
+    assert len(link.published) == published + 2
+    link.ack_new()  # fixed: delivered, and only now deleted
+    agent.pump()
+    assert spool.depth == 0 and agent.stats.retried == 2 and agent.stats.acked == 1
+    assert [r["metrics"]["v"] for r in link.telemetry()] == [1.0, 1.0, 1.0]
+    agent.record({"v": 2.0})
+    assert spool.all_items()[-1].body["metrics"]["publish_retries"] == 2.0
+
+
+def test_refusals_of_one_round_back_off_once(tmp_path: Path) -> None:
+    monotonic = Monotonic()
+    agent, spool, link = _connected(tmp_path, [], monotonic=monotonic)
+    agent.alert("a", "info")  # alerts go one to a message: several messages in flight
+    agent.alert("b", "info")
+    agent.alert("c", "info")
+    agent.pump()
+    link.ack_new(code=0x87)  # all three refused in one round
+    agent.pump()
+    assert spool.depth == 3 and agent.stats.retried == 3
+    monotonic.now += 1.0  # one round, so the first backoff (1 s), not the third (4 s)
+    agent.pump()
+    assert [json.loads(p)["type"] for _, t, p, _ in link.published[-3:]] == ["a", "b", "c"]
+
+
+def test_a_refusal_that_is_the_message_fault_drops_and_counts_it(tmp_path: Path) -> None:
+    agent, spool, link = _connected(tmp_path, [])
+    agent.record({"v": 1.0})
+    agent.pump()
+    link.ack_new(code=0x99)  # Payload format invalid: sending it again would not help
+    agent.pump()
+    assert spool.depth == 0 and spool.refused_total == 1 and agent.stats.refused == 1
+    agent.record({"v": 2.0})
+    assert spool.all_items()[-1].body["metrics"]["publish_refused"] == 1.0
+
+
+def test_an_alert_raised_before_a_restart_is_cleared_after_it(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    rules = (AlertRule("overheat", "critical", "gpu_temp_c", 85.0, 5.0),)
+    agent, spool = _agent(tmp_path, links, alert_rules=rules)
+    agent.record({"gpu_temp_c": 90.0})
+    spool.close()
+    agent, spool = _agent(tmp_path, links, alert_rules=rules)
+    agent.record({"gpu_temp_c": 70.0})
+    alerts = [item.body for item in spool.all_items() if item.kind == "alert"]
+    assert [(a["type"], a["state"]) for a in alerts] == [
+        ("overheat", "raised"),
+        ("overheat", "cleared"),
+    ]
+
+
+def test_self_metrics_never_push_a_reading_over_the_limit(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    agent, spool = _agent(tmp_path, links)
+    full = {f"m{i:03d}": float(i) for i in range(MAX_METRICS_PER_READING)}
+    for _ in range(1000):
+        agent.record(full)  # 1,000 full readings: a replay batch of 1,000 to the limit
+    agent.record({"v": 1.0})
+    agent.start()
+    link = links[0]
+    link.connect()
+    for _ in range(10):
+        agent.pump()
+        link.ack_new()
+    telemetry = [(t, p) for _, t, p, _ in link.published if t.endswith("/telemetry")]
+    decoded = [decode_message(t, p, T0 + 3600 * NS, "t") for t, p in telemetry]
+    assert not [d for d in decoded if isinstance(d, Rejected)]
+    readings = [r for d in decoded if isinstance(d, Telemetry) for r in d.readings]
+    assert sum(len(r.metrics) == MAX_METRICS_PER_READING for r in readings) == 1000
+    own = [r for r in readings if "spool_depth" in r.metrics]
+    # Not one reading over the limit, and the agent's health still reported: on its own
+    # reading after each full one, with the small reading at the end.
+    assert len(own) == 1001 and all(len(r.metrics) <= MAX_METRICS_PER_READING for r in readings)
+    assert spool.depth == 0
+
+
+def test_refusals_are_logged_once_per_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monotonic = Monotonic()
+    agent, _spool, link = _connected(tmp_path, [], monotonic=monotonic)
+    agent.record({"v": 1.0})
+    caplog.set_level(logging.INFO)
+    for code in (0x87, 0x87, 0x87, 0x97, 0x97, 0x00):
+        agent.pump()
+        link.ack_new(code=code)
+        agent.pump()
+        monotonic.now += 120.0
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    accepted = [
+        r.getMessage() for r in caplog.records if "accepts publishes again" in r.getMessage()
+    ]
+    assert len(refused) == 2 and "0x87 Not authorized" in refused[0]
+    assert "0x97 Quota exceeded" in refused[1]
+    assert len(accepted) == 1 and "after 5 refusal(s)" in accepted[0]

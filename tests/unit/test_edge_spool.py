@@ -8,10 +8,13 @@ import pytest
 
 from edge.spool import Spool, SpoolError
 
+NS = 1_000_000_000
+T0 = 1_767_225_600 * NS
+
 
 def _append(spool: Spool, count: int, start: int = 0) -> None:
     for index in range(start, start + count):
-        spool.append_reading(ts=f"2026-01-01T00:00:{index % 60:02d}Z", metrics={"v": float(index)})
+        spool.append_reading({"v": float(index)}, ts_ns=T0 + index * NS)
 
 
 def test_keeps_order_and_numbers_readings(tmp_path: Path) -> None:
@@ -38,8 +41,8 @@ def test_survives_a_restart_with_its_sequence(tmp_path: Path) -> None:
 
 def test_a_device_seq_is_kept_and_the_counter_moves_past_it(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.sqlite") as spool:
-        spool.append_reading(ts="2026-01-01T00:00:00Z", metrics={"v": 1.0}, seq=41)
-        spool.append_reading(ts="2026-01-01T00:00:01Z", metrics={"v": 2.0})
+        spool.append_reading({"v": 1.0}, ts_ns=T0, seq=41)
+        spool.append_reading({"v": 2.0}, ts_ns=T0 + NS)
         assert [item.body["seq"] for item in spool.all_items()] == [41, 42]
 
 
@@ -79,3 +82,53 @@ def test_a_second_agent_on_the_same_file_fails_clearly(tmp_path: Path) -> None:
         _append(spool, 1)
         with pytest.raises(SpoolError, match="in use by another agent"):
             Spool(path)
+
+
+def test_stamps_are_unique_and_increasing_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Spool(path) as spool:
+        # A burst within one clock tick, then a clock stepped back by a minute.
+        stamps = [spool.stamp(T0) for _ in range(3)] + [spool.stamp(T0 - 60 * NS)]
+        for ts in stamps:
+            spool.append_reading({"v": 1.0}, ts_ns=ts)
+    assert stamps == [T0, T0 + 1, T0 + 2, T0 + 3]
+    with Spool(path) as spool:
+        assert spool.last_ts_ns == T0 + 3
+        assert spool.stamp(T0) == T0 + 4  # the clock reads the same as before the restart
+        # A reading with its own time an hour ahead (a wrong device clock, rejected as clock
+        # skew) does not drag the later stamps into the future with it.
+        spool.append_reading({"v": 2.0}, ts_ns=T0 + 3600 * NS)
+        assert spool.stamp(T0) == T0 + 5
+    with Spool(path) as spool:
+        assert spool.last_ts_ns == T0 + 3
+
+
+def test_raised_alerts_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Spool(path) as spool:
+        assert spool.raised_alerts() == frozenset()
+        spool.save_raised_alerts({"overheat", "camera_lost"})
+    with Spool(path) as spool:
+        assert spool.raised_alerts() == {"overheat", "camera_lost"}
+        spool.save_raised_alerts(set())
+        assert spool.raised_alerts() == frozenset()
+
+
+def test_refused_messages_are_counted(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite") as spool:
+        _append(spool, 3)
+        items = spool.peek()
+        spool.remove_range(items[0].id, items[1].id, refused=True)
+        spool.remove_range(items[2].id, items[2].id)
+        assert (spool.depth, spool.refused_total) == (0, 2)
+
+
+def test_stamps_far_ahead_of_a_corrected_clock_start_again_at_the_clock(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite") as spool:
+        ahead = spool.stamp(T0 + 3600 * NS)  # the device clock an hour fast
+        spool.append_reading({"v": 1.0}, ts_ns=ahead)
+        # Corrected: within the skew limit the stamps stay increasing ...
+        assert spool.stamp(T0 + 3500 * NS) == ahead + 1
+        # ... beyond it, they follow the clock (the fast ones were rejected as clock skew).
+        assert spool.stamp(T0) == T0
+        assert spool.stamp(T0) == T0 + 1

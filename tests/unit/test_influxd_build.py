@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stack import influxd
-from stack.influxd import BuildError, ensure_influxd
+from stack.influxd import BuildError, ensure_influxd, influxd_path, stamp_ldflags
 
 FAKE_GO = """#!/bin/sh
 # Fake go: records its calls, answers like the real one for the steps the build uses.
@@ -65,12 +65,13 @@ def test_build_follows_the_recipe_and_caches_the_binary(fake_tools: Path) -> Non
     cache = fake_tools / "cache"
     lines: list[str] = []
     path = ensure_influxd(cache, "2.9.1", progress=lines.append)
-    assert path == cache / "influxd-2.9.1"
-    assert path.is_file() and not (cache / "influxd-2.9.1.tmp").exists()
+    assert path == cache / "influxd-2.9.1-stamped"
+    assert path.is_file() and not (cache / "influxd-2.9.1-stamped.tmp").exists()
     calls = (fake_tools / "calls.log").read_text()
     assert "go mod download -json github.com/influxdata/influxdb/v2@v2.9.1" in calls
     assert "go install github.com/influxdata/pkg-config@v0.2.14" in calls
     assert "-tags sqlite_foreign_keys,sqlite_json" in calls
+    assert "-ldflags -X main.version=v2.9.1 -X main.date=" in calls
     assert "toolchain=stable-x86_64-unknown-linux-gnu" in calls
     assert f"pkgconfig={cache / 'bin' / 'pkg-config'}" in calls
     assert any("building influxd" in line for line in lines)
@@ -89,11 +90,22 @@ def test_a_failed_build_names_the_log_and_the_cause(
         ensure_influxd(cache, "2.9.1", progress=lambda _line: None)
     message = str(exc.value)
     assert "linker cc not found" in message
-    assert str(cache / "build" / "influxd-2.9.1.log") in message
+    assert str(cache / "build" / "influxd-2.9.1-stamped.log") in message
     assert "edgewatch stack build-influxd" in message
-    assert not (cache / "influxd-2.9.1").exists()
+    assert not (cache / "influxd-2.9.1-stamped").exists()
 
 
 def test_without_build_a_missing_binary_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="edgewatch stack build-influxd"):
         ensure_influxd(tmp_path, "2.9.1", build=False)
+
+
+def test_the_build_is_stamped_as_upstream_stamps_its_releases() -> None:
+    flags = stamp_ldflags(
+        "2.9.1", "d4fa1941fd4adb29a556e774de426dfbab72f346", "2026-11-27T21:40:00Z"
+    )
+    assert flags == (
+        "-X main.version=v2.9.1 -X main.commit=d4fa1941fd -X main.date=2026-11-27T21:40:00Z"
+    )
+    # A stamped build never shares its cache entry with an unstamped one.
+    assert influxd_path(Path("/c"), "2.9.1") != Path("/c/influxd-2.9.1")

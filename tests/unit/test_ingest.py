@@ -135,6 +135,73 @@ def test_sink_isolates_refused_messages_and_stores_the_rest() -> None:
     ]
 
 
+def test_to_entry_fills_the_state_lines_with_the_receipt_time() -> None:
+    entry = to_entry(_msg(_good(1), token=7), root=ROOT)
+    assert len(entry.state_lines) == 1
+    assert entry.state_lines[0].startswith("device_last_seen,device=d,site=s ")
+    assert f"received_ns={NOW + 7}i" in entry.state_lines[0]
+    status = to_entry(
+        _msg(b'{"state": "offline", "reason": "lwt"}', token=8, topic=f"{ROOT}/s/d/status"),
+        root=ROOT,
+    )
+    assert status.state_lines[0].endswith(f" {NOW + 8}")
+    assert to_entry(_msg(b"nope", token=9), root=ROOT).state_lines == ()
+
+
+def test_a_retained_status_is_not_taken_as_heard_now() -> None:
+    # The broker sends its retained copy again on every subscription: an ingest restart must
+    # not make a long-silent device look alive.
+    message = InboundMessage(
+        topic=f"{ROOT}/s/d/status",
+        payload=b'{"state": "online", "ts": 1767225000}',
+        received_ns=NOW,
+        ack_token=1,
+        retained=True,
+    )
+    assert to_entry(message, root=ROOT).state_lines[0].endswith(" 1767225000000000000")
+
+
+def _state_entry(name: str, token: int) -> Entry:
+    return Entry(
+        kind="telemetry",
+        lines=(f'm f="{name}" {token}',),
+        ack_token=token,
+        topic="t",
+        received_ns=token,
+        state_lines=(f's f="{name}" {token}',),
+    )
+
+
+def test_sink_writes_state_lines_to_the_state_bucket_and_retries_it_too() -> None:
+    raw, state = FakeInflux(), FakeInflux(down_for=2)
+    sink = InfluxSink(
+        post=raw, post_state=state, backoff_initial_seconds=0.001, backoff_max_seconds=0.002
+    )
+    entries = [_state_entry(f"ok{i}", i) for i in range(4)]
+    result = sink.store(entries, give_up=threading.Event())
+    assert result.complete and result.stored == entries
+    assert raw.stored == [f'm f="ok{i}" {i}' for i in range(4)]
+    assert state.stored == [f's f="ok{i}" {i}' for i in range(4)]
+
+
+def test_sink_counts_an_entry_stored_only_when_its_state_lines_are() -> None:
+    raw, state = FakeInflux(), FakeInflux()
+    sink = InfluxSink(post=raw, post_state=state)
+    entries = [_state_entry("BAD" if i == 2 else f"ok{i}", i) for i in range(4)]
+    # Raw takes the line (BAD only in the state copy): the state bucket refuses entry 2.
+    entries[2] = Entry(
+        kind="telemetry",
+        lines=('m f="ok2" 2',),
+        ack_token=2,
+        topic="t",
+        received_ns=2,
+        state_lines=('s f="BAD" 2',),
+    )
+    result = sink.store(entries, give_up=threading.Event())
+    assert [e.ack_token for e, _ in result.refused] == [2]
+    assert sorted(e.ack_token or 0 for e in result.stored) == [0, 1, 3]
+
+
 def test_sink_gives_up_only_when_told_and_then_reports_incomplete() -> None:
     give_up = threading.Event()
     give_up.set()

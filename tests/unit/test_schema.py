@@ -7,10 +7,12 @@ import pytest
 from edgewatch.models import AlertEvent, Reading, Rejected, StatusEvent, Telemetry
 from edgewatch.schema import (
     dead_letter_line,
+    device_action_line,
     format_field,
     ingest_stats_line,
     line,
     message_lines,
+    state_lines,
 )
 
 
@@ -91,4 +93,52 @@ def test_dead_letter_keeps_topic_reason_and_an_escaped_excerpt() -> None:
 def test_ingest_stats_keeps_int_and_float_types() -> None:
     assert ingest_stats_line("i-1", {"received": 3, "lag_ms": 1.5}, 4) == (
         "ingest_stats,instance=i-1 received=3i,lag_ms=1.5 4"
+    )
+
+
+HOUR_NS = 3600 * 1_000_000_000
+RECEIVED = 1_767_225_600_000_000_000 + 1234 * 1_000_000_000 + 5
+
+
+def test_state_lines_telemetry_is_a_last_seen_point_per_hour_of_receipt() -> None:
+    message = Telemetry(
+        site="s",
+        device="d",
+        readings=(Reading(ts_ns=7, metrics={"x": 1.0}), Reading(ts_ns=9, metrics={"x": 2.0})),
+    )
+    hour = RECEIVED - RECEIVED % HOUR_NS
+    assert state_lines(message, RECEIVED) == [
+        f"device_last_seen,device=d,site=s received_ns={RECEIVED}i,reading_ns=9i {hour}"
+    ]
+    # A later message in the same hour overwrites the same point (same series, same time).
+    later = state_lines(message, RECEIVED + 60 * 1_000_000_000)[0]
+    assert later.endswith(f" {hour}")
+
+
+def test_state_lines_status_is_stamped_with_its_receipt_and_keeps_its_own_time() -> None:
+    will = StatusEvent(site="s", device="d", ts_ns=RECEIVED, state="offline", reason="lwt")
+    assert state_lines(will, RECEIVED) == [
+        f'device_status,device=d,site=s state="offline",reason="lwt",ts_ns={RECEIVED}i {RECEIVED}'
+    ]
+    birth = StatusEvent(
+        site="s", device="d", ts_ns=5, state="online", interval_s=300.0, model="yolo"
+    )
+    assert state_lines(birth, RECEIVED) == [
+        "device_status,device=d,site=s "
+        f'state="online",interval_s=300.0,model="yolo",ts_ns=5i {RECEIVED}'
+    ]
+
+
+def test_state_lines_alert_keeps_its_own_time_and_adds_the_receipt() -> None:
+    alert = AlertEvent(site="s", device="d", ts_ns=5, type="overheat", severity="major")
+    assert state_lines(alert, RECEIVED) == [
+        "alert_event,device=d,site=s,type=overheat "
+        f'severity="major",state="raised",message="",received_ns={RECEIVED}i 5'
+    ]
+
+
+def test_device_action_line() -> None:
+    assert (
+        device_action_line(site="s", device="d", action="retire", user="ana", note="gone", ts_ns=5)
+        == 'device_action,device=d,site=s action="retire",user="ana",note="gone" 5'
     )

@@ -16,7 +16,11 @@ from stack.security import (
     create_certificates,
     device_account,
     gateway_account,
+    issue_device_certificate,
     password_line,
+    revoke_device_certificate,
+    revoked_serials,
+    secure_listener_conf,
 )
 
 
@@ -74,3 +78,45 @@ def test_certificates_chain_to_the_ca(tmp_path: Path) -> None:
     before = (tmp_path / "ca.crt").read_bytes()
     create_certificates(tmp_path)  # idempotent: an existing CA is kept
     assert (tmp_path / "ca.crt").read_bytes() == before
+
+
+def test_the_tls_listener_requires_a_certificate_and_passwords_get_their_own(
+    tmp_path: Path,
+) -> None:
+    conf = secure_listener_conf(
+        tls_port=8883,
+        password_tls_port=8884,
+        plain_port=1883,
+        cert_dir=tmp_path,
+        password_file=tmp_path / "passwd",
+        acl_file=tmp_path / "acl",
+    )
+    blocks = conf.split("\n\n")
+    cert_block = next(b for b in blocks if b.startswith("listener 8883"))
+    assert "require_certificate true" in cert_block
+    assert "use_identity_as_username true" in cert_block
+    assert f"crlfile {tmp_path / 'crl.pem'}" in cert_block
+    password_block = next(b for b in blocks if b.startswith("listener 8884"))
+    assert "require_certificate" not in password_block
+    assert "tls_version tlsv1.2" in password_block
+
+
+def test_a_device_certificate_names_the_device_and_revocation_lists_it(tmp_path: Path) -> None:
+    create_certificates(tmp_path)
+    assert revoked_serials(tmp_path) == set()  # an empty CRL from the start
+    issued = issue_device_certificate(tmp_path, "plant-a", "cam-1")
+    cert = x509.load_pem_x509_certificate(issued.certificate.read_bytes())
+    cn = cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
+    assert cn == "plant-a.cam-1" == device_account("plant-a", "cam-1").username
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert issued.key.stat().st_mode & 0o077 == 0
+    serial = revoke_device_certificate(tmp_path, "plant-a", "cam-1")
+    revoke_device_certificate(tmp_path, "plant-a", "cam-1")  # twice: listed once
+    crl = x509.load_pem_x509_crl((tmp_path / "crl.pem").read_bytes())
+    assert [entry.serial_number for entry in crl] == [serial] == [cert.serial_number]
+    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a valid"):
+        issue_device_certificate(tmp_path, "plant-a", "../etc")
+    with pytest.raises(FileNotFoundError, match="certs issue plant-a cam-2"):
+        revoke_device_certificate(tmp_path, "plant-a", "cam-2")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgewatch.settings import load_settings
+from edgewatch.settings import Settings, load_settings
 from stack.bootstrap import (
     TASK_1H,
     TASK_1M,
@@ -22,12 +22,19 @@ from stack.bootstrap import (
     wanted_permissions,
     write_credentials_file,
 )
-from stack.cli import dotenv_lines, influxdb_port
+from stack.demo import service_env
 from stack.influxd import (
     BuildError,
     first_rustup_toolchain,
     last_meaningful_line,
     parse_go_mod_require,
+)
+from stack.local_stack import (
+    StackPaths,
+    default_bucket_names,
+    dotenv_lines,
+    influxdb_port,
+    service_environment,
 )
 from stack.processes import (
     check_port_free,
@@ -46,6 +53,7 @@ CREDS = StackCredentials(
     admin_token="admin-token",
     ingest_token="ingest-token",
     dashboard_token="dash-token",
+    alerter_token="alerter-token",
 )
 
 
@@ -94,17 +102,29 @@ def test_task_scripts_read_and_write_the_configured_buckets() -> None:
     assert "${" not in one_minute + one_hour
 
 
-def test_ingest_token_may_only_write_raw_and_dashboard_writes_only_ops() -> None:
-    ids = {"edgewatch": "r", "edgewatch_1m": "m", "edgewatch_1h": "h", "edgewatch_ops": "o"}
+def test_ingest_token_may_only_write_raw_and_state_and_dashboard_writes_only_ops() -> None:
+    ids = {
+        "edgewatch": "r",
+        "edgewatch_1m": "m",
+        "edgewatch_1h": "h",
+        "edgewatch_ops": "o",
+        "edgewatch_state": "s",
+    }
     ingest = wanted_permissions("ingest", ids, BUCKETS, "org")
-    assert [(p["action"], p["resource"]["id"]) for p in ingest] == [("write", "r")]
+    assert [(p["action"], p["resource"]["id"]) for p in ingest] == [("write", "r"), ("write", "s")]
     dashboard = wanted_permissions("dashboard", ids, BUCKETS, "org")
     writes = [p["resource"]["id"] for p in dashboard if p["action"] == "write"]
     reads = {p["resource"]["id"] for p in dashboard if p["action"] == "read"}
     assert writes == ["o"]
-    assert reads == {"r", "m", "h", "o"}
+    assert reads == {"r", "m", "h", "o", "s"}
     alerter = wanted_permissions("alerter", ids, BUCKETS, "org")
-    assert sorted(p["resource"]["id"] for p in alerter if p["action"] == "write") == ["o", "r"]
+    assert sorted(p["resource"]["id"] for p in alerter if p["action"] == "write") == ["o", "s"]
+
+
+def test_the_state_bucket_is_kept_forever_and_named_apart() -> None:
+    assert BUCKETS.retentions()[BUCKETS.state] == 0
+    with pytest.raises(ValueError, match="must differ"):
+        BucketNames(raw="a", m1="b", h1="c", ops="d", state="a")
 
 
 def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
@@ -133,6 +153,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "MQTT_HOST",
         "MQTT_PORT",
         "MQTT_TLS_PORT",
+        "MQTT_TLS_PASSWORD_PORT",
         "MQTT_TLS_CA",
         "MQTT_TOPIC_ROOT",
         "MQTT_USERNAME",
@@ -146,6 +167,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
         "EDGEWATCH_BUCKET_OPS",
+        "EDGEWATCH_BUCKET_STATE",
     }
     assert values["MQTT_PORT"] == "11883"
     assert values["INFLUXDB_V2_TOKEN"] == "admin-token"
@@ -171,6 +193,9 @@ def test_service_env_carries_only_that_services_secrets() -> None:
     dashboard = env("dashboard")
     assert dashboard["INFLUXDB_V2_TOKEN"] == CREDS.dashboard_token
     assert "MQTT_PASSWORD" not in dashboard
+    alerter = env("alerter")
+    assert alerter["INFLUXDB_V2_TOKEN"] == "alerter-token"
+    assert "MQTT_PASSWORD" not in alerter and "EDGEWATCH_DASHBOARD_TOKEN" not in alerter
     with pytest.raises(ValueError, match="unknown service"):
         env("root")
 
@@ -279,3 +304,36 @@ def test_a_secure_listener_replaces_the_anonymous_one() -> None:
     assert "allow_anonymous true" not in conf
     assert conf[-3:] == secure.strip().splitlines()
     assert "persistence true" in conf
+
+
+def test_every_key_is_a_setting_the_service_reads_back() -> None:
+    settings = load_settings(mqtt_topic_root="it's odd")
+    values = service_environment(settings, CREDS, mqtt_passwords={"ingest": "pw-i"})
+    assert load_settings(**values).mqtt_topic_root == "it's odd"  # by alias, unquoted
+    assert values["INFLUXDB_V2_TOKEN"] == "admin-token"
+
+
+def test_a_child_gets_its_own_settings_unquoted_and_none_of_ours(tmp_path: Path) -> None:
+    settings = load_settings(state_dir=tmp_path, mqtt_topic_root="it's odd")
+    paths = StackPaths(tmp_path)
+    write_credentials_file(paths.credentials, {**CREDS.__dict__})
+    paths.accounts_dir.mkdir(parents=True)
+    paths.service_passwords.write_text(json.dumps({"fleet": "pw'f"}))
+    outer = {"PATH": "/bin", "INFLUXDB_V2_TOKEN": "outer-admin", "MQTT_PASSWORD": "outer"}
+    env = service_env(settings, paths, "simulator", outer)
+    assert env["PATH"] == "/bin"
+    assert env["MQTT_TOPIC_ROOT"] == "it's odd"
+    assert env["MQTT_PASSWORD"] == "pw'f"
+    assert "INFLUXDB_V2_TOKEN" not in env  # the simulator gets no token, not even ours
+    assert env["EDGEWATCH_STATE_DIR"] == str(tmp_path)
+
+
+def test_default_buckets_are_the_settings_defaults() -> None:
+    fields = Settings.model_fields
+    buckets = default_bucket_names()
+    assert (buckets.raw, buckets.m1, buckets.h1, buckets.ops) == (
+        fields["influxdb_bucket"].default,
+        fields["influxdb_bucket_1m"].default,
+        fields["influxdb_bucket_1h"].default,
+        fields["influxdb_bucket_ops"].default,
+    )
