@@ -122,50 +122,63 @@ class _Check:
     pending_since_ns: int | None = None
 
 
-def _step(
-    check: _Check, prev: InstanceState | None, now_ns: int
+def _event(check: _Check, now_ns: int, state: str, message: str) -> RuleAlertEvent:
+    return RuleAlertEvent(
+        site=check.key.site,
+        device=check.key.device,
+        type=check.key.rule,
+        ts_ns=now_ns,
+        severity=check.severity,
+        state=state,
+        message=message,
+        value=check.value,
+        rule=check.key.rule,
+    )
+
+
+def _step_firing(
+    check: _Check, prev: InstanceState, now_ns: int
 ) -> tuple[InstanceState, RuleAlertEvent | None]:
-    prev = prev or InstanceState(RuleState.OK, now_ns)
-    key = check.key
-
-    def event(state: str, message: str) -> RuleAlertEvent:
-        return RuleAlertEvent(
-            site=key.site,
-            device=key.device,
-            type=key.rule,
-            ts_ns=now_ns,
-            severity=check.severity,
-            state=state,
-            message=message,
-            value=check.value,
-            rule=key.rule,
+    """A firing instance stays firing until quiet for keep_firing_for."""
+    if check.holds_while_firing:
+        return InstanceState(RuleState.FIRING, prev.since_ns, now_ns, check.value), None
+    quiet_ns = now_ns - (prev.last_true_ns or prev.since_ns)
+    if quiet_ns >= check.keep_firing_for_s * NS_PER_SECOND:
+        return (
+            InstanceState(RuleState.OK, now_ns, prev.last_true_ns, check.value),
+            _event(check, now_ns, "cleared", f"{check.key.rule} cleared"),
         )
+    return InstanceState(RuleState.FIRING, prev.since_ns, prev.last_true_ns, check.value), None
 
-    if check.holds is None:
-        return prev, None
-    if prev.state == RuleState.FIRING:
-        if check.holds_while_firing:
-            return InstanceState(RuleState.FIRING, prev.since_ns, now_ns, check.value), None
-        quiet_ns = now_ns - (prev.last_true_ns or prev.since_ns)
-        if quiet_ns >= check.keep_firing_for_s * NS_PER_SECOND:
-            return (
-                InstanceState(RuleState.OK, now_ns, prev.last_true_ns, check.value),
-                event("cleared", f"{key.rule} cleared"),
-            )
-        return InstanceState(RuleState.FIRING, prev.since_ns, prev.last_true_ns, check.value), None
-    if not check.holds:
-        if prev.state == RuleState.OK:
-            return prev, None
-        return InstanceState(RuleState.OK, now_ns, prev.last_true_ns, check.value), None
+
+def _step_holding(
+    check: _Check, prev: InstanceState, now_ns: int
+) -> tuple[InstanceState, RuleAlertEvent | None]:
+    """A condition that holds: pending until it held for `for`, then firing."""
     since = prev.since_ns if prev.state == RuleState.PENDING else now_ns
     if check.pending_since_ns is not None:
         since = min(since, check.pending_since_ns)
     if now_ns - since >= check.for_s * NS_PER_SECOND:
         return (
             InstanceState(RuleState.FIRING, now_ns, now_ns, check.value),
-            event("raised", check.message),
+            _event(check, now_ns, "raised", check.message),
         )
     return InstanceState(RuleState.PENDING, since, now_ns, check.value), None
+
+
+def _step(
+    check: _Check, prev: InstanceState | None, now_ns: int
+) -> tuple[InstanceState, RuleAlertEvent | None]:
+    prev = prev or InstanceState(RuleState.OK, now_ns)
+    if check.holds is None:
+        return prev, None
+    if prev.state == RuleState.FIRING:
+        return _step_firing(check, prev, now_ns)
+    if check.holds:
+        return _step_holding(check, prev, now_ns)
+    if prev.state == RuleState.OK:
+        return prev, None
+    return InstanceState(RuleState.OK, now_ns, prev.last_true_ns, check.value), None
 
 
 def _device_offline_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check]:

@@ -1,7 +1,8 @@
 """alerter room, pure: the line protocol of what the alerter stores.
 
-Rule alerts are ordinary `alert_event` points (the same event-sourced model as a device's)
-with one more field, `source` = "rule"; the alerter's own state lives in the ops bucket:
+Rule alerts are ordinary `alert_event` points in the state bucket (the same event-sourced
+model and fields as a device's there) with `source` = "rule" and `rule` more; the alerter's
+own state lives in the ops bucket:
 `rule_state` (one point per transition of a rule instance), `rule_eval` (one point per rule
 and evaluation), `notification` (the delivery log). Schema: docs/architecture.md.
 """
@@ -21,7 +22,10 @@ SOURCE_RULE = "rule"
 MAX_TEXT_CHARS = 1024
 
 
-def rule_alert_line(event: RuleAlertEvent) -> str:
+def rule_alert_line(event: RuleAlertEvent, received_ns: int) -> str:
+    """A rule alert as the state bucket holds a device's (`schema.state_lines`): the same
+    fields, `received_ns` the alerter's clock when it recorded the event (the receipt time
+    health and the alert fold compare), plus its source and rule."""
     return line(
         MEASUREMENT_ALERT,
         {"site": event.site, "device": event.device, "type": event.type},
@@ -30,6 +34,7 @@ def rule_alert_line(event: RuleAlertEvent) -> str:
             "state": event.state,
             "message": event.message[:MAX_TEXT_CHARS],
             "value": event.value,
+            "received_ns": received_ns,
             "source": SOURCE_RULE,
             "rule": event.rule,
         },

@@ -176,6 +176,128 @@ class Plan:
     new: tuple[Notification, ...]
 
 
+class _Planner:
+    """One planning pass: what is on record, and the notifications added so far."""
+
+    def __init__(
+        self,
+        records: Sequence[AlertRecord],
+        *,
+        config: RulesConfig,
+        targets: Mapping[str, int],
+        log: Mapping[str, Notification],
+        now_ns: int,
+    ) -> None:
+        self.config = config
+        self.targets = targets
+        self.log = log
+        self.now_ns = now_ns
+        self.rule_types = config.rule_types()
+        self.site_down_open = {
+            r.site
+            for r in records
+            if r.is_open and r.type == TYPE_SITE_DOWN and r.type in self.rule_types
+        }
+        self.sent_by_alert: dict[str, list[Notification]] = {}
+        # group_interval: the newest raise per (receiver, target, site, type) group.
+        self.last_raise: dict[tuple[str, int, str, str], int] = {}
+        for n in log.values():
+            if n.status == STATUS_SUPPRESSED:
+                continue
+            if n.kind in (KIND_RAISED, KIND_ESCALATION):
+                self.sent_by_alert.setdefault(n.alert_id, []).append(n)
+            if n.kind == KIND_RAISED:
+                group = (n.receiver, n.target, n.site, n.type)
+                self.last_raise[group] = max(self.last_raise.get(group, 0), n.created_ns)
+        self.new: dict[str, Notification] = {}
+
+    def add(
+        self, record: AlertRecord, receiver: str, target: int, kind: str, status: str = ""
+    ) -> None:
+        key = idempotency_key(record.alert_id, receiver, target, kind)
+        if key in self.log or key in self.new:
+            return
+        source = alert_source(record, self.rule_types)
+        title, body = _text(record, kind, source)
+        if status == STATUS_SUPPRESSED:
+            body = f"{body}\nnot notified: {receiver}"
+        self.new[key] = Notification(
+            key=key,
+            alert_id=record.alert_id,
+            site=record.site,
+            device=record.device,
+            type=record.type,
+            severity=record.severity,
+            receiver="-" if status == STATUS_SUPPRESSED else receiver,
+            target=target,
+            kind=kind.split(":", maxsplit=1)[0],
+            title=title,
+            body=f"{body}\nkey: {key}",
+            created_ns=self.now_ns,
+            status=status or STATUS_PENDING,
+        )
+
+    def plan(self, record: AlertRecord, silences: Sequence[Silence]) -> None:
+        if not record.is_open:
+            # Resolved notifications always go to whoever got the raise (or escalation).
+            for got in self.sent_by_alert.get(record.alert_id, ()):
+                self.add(record, got.receiver, got.target, KIND_RESOLVED)
+            return
+        source = alert_source(record, self.rule_types)
+        routes = routes_for(record, source, self.config.effective_routes)
+        if not routes:
+            return
+        muted = silenced(silences, record.site, record.device, record.type, self.now_ns)
+        if muted is not None:
+            self.add(record, f"{muted.kind} {muted.silence_id}", 0, "suppressed", STATUS_SUPPRESSED)
+            return
+        if record.type == TYPE_DEVICE_OFFLINE and record.site in self.site_down_open:
+            self.add(record, f"inhibited by {TYPE_SITE_DOWN}", 0, "suppressed", STATUS_SUPPRESSED)
+            return
+        for route in routes:
+            self.route(record, route)
+
+    def route(self, record: AlertRecord, route: Route) -> None:
+        review = record.state_at(self.now_ns)
+        age_s = (self.now_ns - record.opened_ns) / NS_PER_SECOND
+        if age_s < route.group_wait_s:
+            return
+        for receiver in route.receivers:
+            for target in range(self.targets.get(receiver, 0)):
+                self.target(record, route, receiver, target)
+        if (
+            route.escalate_after_s is not None
+            and record.severity == "critical"
+            and review == AlertState.ACTIVE
+            and age_s >= route.escalate_after_s
+        ):
+            for receiver in route.escalate_to:
+                for target in range(self.targets.get(receiver, 0)):
+                    self.add(record, receiver, target, KIND_ESCALATION)
+
+    def target(self, record: AlertRecord, route: Route, receiver: str, target: int) -> None:
+        """The raise (spaced by group_interval) and the repeats of one receiver's target."""
+        group = (receiver, target, record.site, record.type)
+        spaced = (
+            group not in self.last_raise
+            or self.now_ns - self.last_raise[group] >= route.group_interval_s * NS_PER_SECOND
+        )
+        raised_key = idempotency_key(record.alert_id, receiver, target, KIND_RAISED)
+        if record.acknowledged_ns is None and spaced and raised_key not in self.log:
+            self.add(record, receiver, target, KIND_RAISED)
+            if raised_key in self.new:
+                self.last_raise[group] = self.now_ns
+        if (
+            route.repeat_interval_s > 0
+            and record.state_at(self.now_ns) == AlertState.ACTIVE
+            and raised_key in self.log
+        ):
+            age_s = (self.now_ns - record.opened_ns) / NS_PER_SECOND
+            repeat = int(age_s // route.repeat_interval_s)
+            if repeat >= 1:
+                self.add(record, receiver, target, f"{KIND_REPEAT}:{repeat}")
+
+
 def plan_notifications(
     records: Sequence[AlertRecord],
     *,
@@ -189,97 +311,7 @@ def plan_notifications(
 
     `targets` is how many Apprise URLs each receiver has (a receiver without any is skipped).
     """
-    rule_types = config.rule_types()
-    site_down_open = {
-        r.site for r in records if r.is_open and r.type == TYPE_SITE_DOWN and r.type in rule_types
-    }
-    sent_by_alert: dict[str, list[Notification]] = {}
-    for n in log.values():
-        if n.kind in (KIND_RAISED, KIND_ESCALATION) and n.status != STATUS_SUPPRESSED:
-            sent_by_alert.setdefault(n.alert_id, []).append(n)
-
-    # group_interval: the newest raise per (receiver, target, site, type) group.
-    last_raise: dict[tuple[str, int, str, str], int] = {}
-    for n in log.values():
-        if n.kind == KIND_RAISED and n.status != STATUS_SUPPRESSED:
-            group = (n.receiver, n.target, n.site, n.type)
-            last_raise[group] = max(last_raise.get(group, 0), n.created_ns)
-
-    new: dict[str, Notification] = {}
-
-    def add(record: AlertRecord, receiver: str, target: int, kind: str, status: str = "") -> None:
-        key = idempotency_key(record.alert_id, receiver, target, kind)
-        if key in log or key in new:
-            return
-        source = alert_source(record, rule_types)
-        title, body = _text(record, kind, source)
-        if status == STATUS_SUPPRESSED:
-            body = f"{body}\nnot notified: {receiver}"
-        new[key] = Notification(
-            key=key,
-            alert_id=record.alert_id,
-            site=record.site,
-            device=record.device,
-            type=record.type,
-            severity=record.severity,
-            receiver="-" if status == STATUS_SUPPRESSED else receiver,
-            target=target,
-            kind=kind.split(":", maxsplit=1)[0],
-            title=title,
-            body=f"{body}\nkey: {key}",
-            created_ns=now_ns,
-            status=status or STATUS_PENDING,
-        )
-
+    planner = _Planner(records, config=config, targets=targets, log=log, now_ns=now_ns)
     for record in records:
-        if not record.is_open:
-            # Resolved notifications always go to whoever got the raise (or escalation).
-            for got in sent_by_alert.get(record.alert_id, ()):
-                add(record, got.receiver, got.target, KIND_RESOLVED)
-            continue
-        source = alert_source(record, rule_types)
-        routes = routes_for(record, source, config.effective_routes)
-        if not routes:
-            continue
-        muted = silenced(silences, record.site, record.device, record.type, now_ns)
-        if muted is not None:
-            add(record, f"{muted.kind} {muted.silence_id}", 0, "suppressed", STATUS_SUPPRESSED)
-            continue
-        if record.type == TYPE_DEVICE_OFFLINE and record.site in site_down_open:
-            add(record, f"inhibited by {TYPE_SITE_DOWN}", 0, "suppressed", STATUS_SUPPRESSED)
-            continue
-        review = record.state_at(now_ns)
-        age_s = (now_ns - record.opened_ns) / NS_PER_SECOND
-        for route in routes:
-            if age_s < route.group_wait_s:
-                continue
-            for receiver in route.receivers:
-                for target in range(targets.get(receiver, 0)):
-                    group = (receiver, target, record.site, record.type)
-                    spaced = (
-                        group not in last_raise
-                        or now_ns - last_raise[group] >= route.group_interval_s * NS_PER_SECOND
-                    )
-                    raised_key = idempotency_key(record.alert_id, receiver, target, KIND_RAISED)
-                    if record.acknowledged_ns is None and spaced and raised_key not in log:
-                        add(record, receiver, target, KIND_RAISED)
-                        if raised_key in new:
-                            last_raise[group] = now_ns
-                    if (
-                        route.repeat_interval_s > 0
-                        and review == AlertState.ACTIVE
-                        and raised_key in log
-                    ):
-                        repeat = int(age_s // route.repeat_interval_s)
-                        if repeat >= 1:
-                            add(record, receiver, target, f"{KIND_REPEAT}:{repeat}")
-            if (
-                route.escalate_after_s is not None
-                and record.severity == "critical"
-                and review == AlertState.ACTIVE
-                and age_s >= route.escalate_after_s
-            ):
-                for receiver in route.escalate_to:
-                    for target in range(targets.get(receiver, 0)):
-                        add(record, receiver, target, KIND_ESCALATION)
-    return Plan(new=tuple(new.values()))
+        planner.plan(record, silences)
+    return Plan(new=tuple(planner.new.values()))

@@ -1,10 +1,13 @@
 """alerter room, I/O: everything the alerter reads from and writes to InfluxDB.
 
-Reads the fleet (status, last-seen, readings, ingest heartbeat), the alert events and
-operators' actions, and its own state (rule states, delivery log, silences); writes rule
-alert events (`write_alert_events`, the one place that picks their bucket), rule states,
-evaluation summaries and delivery records. Queries are the `.flux` files next to this module,
-every value passed as a parameter.
+Reads the fleet as the dashboard does (statuses and last-seen from the state bucket, from
+its beginning, judged on the ingest's receipt times; retirements from the ops bucket; the
+ingest heartbeat and readings from raw), the alert events (state bucket) and operators'
+actions, and its own state (rule states, delivery log, silences); writes rule alert events
+to the state bucket beside the devices' own (`write_alert_events`, its clock as their receipt
+time), rule states, evaluation summaries and delivery records to the ops bucket. The rows the
+dashboard reads too are parsed by the core (`edgewatch.rows`). Queries are the `.flux` files
+next to this module, every value passed as a parameter.
 """
 
 from __future__ import annotations
@@ -33,7 +36,23 @@ from alerter.evaluate import (
 from alerter.lines import notification_line, rule_alert_line, rule_eval_line, rule_state_line
 from alerter.notify import LogRecord, Notification
 from edgewatch.alerts import AlertAction, AlertRecord, StoredAlertEvent, fold_alerts
-from edgewatch.health import DeviceSnapshot, fleet_health
+from edgewatch.health import (
+    DeviceAction,
+    DeviceHealth,
+    DeviceSnapshot,
+    fleet_health,
+    last_heard_ns,
+    retired_devices,
+)
+from edgewatch.rows import (
+    DeviceInfo,
+    Heartbeat,
+    parse_alert_actions,
+    parse_alert_events,
+    parse_device_actions,
+    parse_heartbeat,
+    parse_snapshots,
+)
 from edgewatch.rules import RulesConfig
 from edgewatch.settings import Settings
 from edgewatch.silences import Silence, fold_silences, in_maintenance, parse_silence_rows
@@ -41,7 +60,12 @@ from edgewatch.silences import Silence, fold_silences, in_maintenance, parse_sil
 logger = logging.getLogger(__name__)
 
 QUERIES_DIR = Path(__file__).parent / "queries"
+# Raw data is kept 30 days: the heartbeat read looks back no further. The fleet and the
+# alerts come from the state bucket, read from its beginning (as the dashboard reads them).
 DEVICE_LOOKBACK = timedelta(days=30)
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+# Alert events may carry a device's clock up to 5 minutes ahead (the contract's limit).
+FUTURE_SKEW = timedelta(minutes=5)
 # Readings older than this are "no data" for threshold rules, not a current value.
 METRIC_LOOKBACK = timedelta(minutes=15)
 NS_PER_SECOND = 1_000_000_000
@@ -82,6 +106,7 @@ class StoreConfig:
     token: str
     bucket: str
     bucket_ops: str
+    bucket_state: str
     timeout_s: float
     ingest_interval_s: float
     lookback_days: int
@@ -100,6 +125,7 @@ class StoreConfig:
             token=secret.get_secret_value(),
             bucket=settings.influxdb_bucket,
             bucket_ops=settings.influxdb_bucket_ops,
+            bucket_state=settings.influxdb_bucket_state,
             timeout_s=settings.influxdb_timeout_seconds,
             ingest_interval_s=settings.ingest_stats_interval_seconds,
             lookback_days=settings.alert_lookback_days,
@@ -108,42 +134,7 @@ class StoreConfig:
     @property
     def alert_bucket(self) -> str:
         """Where rule alert events go: beside the devices' own, so every page sees them."""
-        return self.bucket
-
-
-def parse_fleet(
-    status_rows: Iterable[Row],
-    seen_rows: Iterable[Row],
-) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], str | None]]:
-    """Snapshots for the health model, and each device's model name (for rule matchers)."""
-    fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
-    for row in status_rows:
-        key = (str(row["site"]), str(row["device"]))
-        fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row.get("_value"))
-    seen = {(str(r["site"]), str(r["device"])): _ns(r["_time"]) for r in seen_rows}
-    snapshots = []
-    models: dict[tuple[str, str], str | None] = {}
-    for key in sorted(set(fields) | set(seen)):
-        status = fields.get(key, {})
-        state = status.get("state")
-        reason = status.get("reason")
-        interval = status.get("interval_s")
-        snapshots.append(
-            DeviceSnapshot(
-                site=key[0],
-                device=key[1],
-                last_telemetry_ns=seen.get(key),
-                status_state=_str(state[1]) if state else None,
-                status_ns=state[0] if state else None,
-                status_reason=(
-                    _str(reason[1]) if reason and state and reason[0] == state[0] else None
-                ),
-                interval_s=_float(interval[1]) if interval else None,
-            )
-        )
-        model = status.get("model")
-        models[key] = _str(model[1]) if model else None
-    return snapshots, models
+        return self.bucket_state
 
 
 def parse_rates(
@@ -166,37 +157,6 @@ def parse_rates(
         if t1 > t0:
             rates[key] = (value - v0) / ((t1 - t0) / NS_PER_SECOND)
     return rates
-
-
-def parse_alert_events(rows: Iterable[Row]) -> list[StoredAlertEvent]:
-    return [
-        StoredAlertEvent(
-            site=str(row["site"]),
-            device=str(row["device"]),
-            type=str(row["type"]),
-            ts_ns=int(row["time_ns"]),
-            severity=str(row.get("severity") or "info"),
-            state=str(row.get("state") or "raised"),
-            message=str(row.get("message") or ""),
-            value=_float(row.get("value")),
-        )
-        for row in rows
-    ]
-
-
-def parse_alert_actions(rows: Iterable[Row]) -> list[AlertAction]:
-    return [
-        AlertAction(
-            alert_id=str(row["alert_id"]),
-            action=str(row["action"]),
-            user=str(row.get("user") or ""),
-            ts_ns=int(row["time_ns"]),
-            note=str(row.get("note") or ""),
-            snooze_until_ns=int(row.get("snooze_until_ns") or 0),
-        )
-        for row in rows
-        if row.get("alert_id") and row.get("action")
-    ]
 
 
 def parse_rule_states(rows: Iterable[Row]) -> dict[InstanceKey, InstanceState]:
@@ -235,6 +195,52 @@ def parse_log(rows: Iterable[Row]) -> list[LogRecord]:
         for row in rows
         if row.get("key")
     ]
+
+
+def fleet_input(
+    snapshots: Sequence[DeviceSnapshot],
+    info: Mapping[tuple[str, str], DeviceInfo],
+    *,
+    heartbeat: Heartbeat,
+    actions: Sequence[DeviceAction],
+    silences: Sequence[Silence],
+    metrics: Mapping[tuple[str, str], Mapping[str, float]],
+    rates: Mapping[tuple[str, str, str, float], float],
+    now_ns: int,
+) -> FleetInput:
+    """The fleet as the rules see it: the dashboard's health, retired devices left out.
+
+    A retired device (retired and not heard from since) is gone, not offline: it raises no
+    device_offline and counts in no site. A device in a maintenance window is marked so.
+    """
+    retired = retired_devices(actions, {(s.site, s.device): last_heard_ns(s) for s in snapshots})
+    kept = [s for s in snapshots if (s.site, s.device) not in retired]
+    health: list[DeviceHealth] = fleet_health(
+        kept,
+        now_ns,
+        ingest_last_report_ns=heartbeat.last_ns,
+        ingest_report_interval_s=heartbeat.interval_s,
+    )
+    intervals = {(s.site, s.device): s.interval_s for s in kept}
+    devices = tuple(
+        DeviceView(
+            health=h,
+            model=info[(h.site, h.device)].model if (h.site, h.device) in info else None,
+            interval_s=intervals.get((h.site, h.device)),
+            metrics=metrics.get((h.site, h.device), {}),
+            in_maintenance=in_maintenance(silences, h.site, h.device, now_ns),
+        )
+        for h in health
+    )
+    silent = bool(health) and all(h.state == "UNKNOWN" for h in health)
+    if not health and heartbeat.last_ns is None:
+        silent = True
+    return FleetInput(
+        devices=devices,
+        ingest_silent=silent,
+        ingest_reason=health[0].reason if silent and health else "no heartbeat",
+        rates=rates,
+    )
 
 
 class AlerterStore:
@@ -297,24 +303,37 @@ class AlerterStore:
 
     def fleet(self, config: RulesConfig, silences: Sequence[Silence], now_ns: int) -> FleetInput:
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
-        params = {"bucket": self._config.bucket, "start": now - DEVICE_LOOKBACK}
-        snapshots, models = parse_fleet(
-            self._query("device_status_last", params), self._query("telemetry_last_seen", params)
+        whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
+        state = {**whole, "bucket": self._config.bucket_state}
+        snapshots, info = parse_snapshots(
+            self._query("state_device_status", state), self._query("state_last_seen", state)
         )
-        beat = self._query("ingest_heartbeat", params)
-        beat_ns = _ns(beat[0]["_time"]) if beat else None
-        beat_interval = (_float(beat[0].get("_value")) if beat else None) or (
-            self._config.ingest_interval_s
+        heartbeat = parse_heartbeat(
+            self._query(
+                "ingest_heartbeat", {"bucket": self._config.bucket, "start": now - DEVICE_LOOKBACK}
+            ),
+            self._config.ingest_interval_s,
         )
-        health = fleet_health(
+        actions = parse_device_actions(
+            self._query("device_actions", {**whole, "bucket": self._config.bucket_ops})
+        )
+        return fleet_input(
             snapshots,
-            now_ns,
-            ingest_last_report_ns=beat_ns,
-            ingest_report_interval_s=beat_interval,
+            info,
+            heartbeat=heartbeat,
+            actions=actions,
+            silences=silences,
+            metrics=self._metrics(config, now),
+            rates=self._rates(config, now),
+            now_ns=now_ns,
         )
+
+    def _metrics(
+        self, config: RulesConfig, now: datetime
+    ) -> dict[tuple[str, str], dict[str, float]]:
+        """The newest value of each metric a threshold rule watches, per device."""
         metrics: dict[tuple[str, str], dict[str, float]] = {}
-        wanted = sorted({r.metric for r in config.rules if r.kind == "threshold"})
-        for metric in wanted:
+        for metric in sorted({r.metric for r in config.rules if r.kind == "threshold"}):
             rows = self._query(
                 "metric_last",
                 {"bucket": self._config.bucket, "start": now - METRIC_LOOKBACK, "metric": metric},
@@ -324,6 +343,12 @@ class AlerterStore:
                 if value is not None:
                     key = (str(row["site"]), str(row["device"]))
                     metrics.setdefault(key, {})[str(row["_field"])] = value
+        return metrics
+
+    def _rates(
+        self, config: RulesConfig, now: datetime
+    ) -> dict[tuple[str, str, str, float], float]:
+        """The change per second of each (metric, window) a rate rule watches, per device."""
         rates: dict[tuple[str, str, str, float], float] = {}
         for metric, window in sorted(
             {(r.metric, r.window_s) for r in config.rules if r.kind == "rate"}
@@ -338,41 +363,23 @@ class AlerterStore:
             )
             for (site, device), rate in rates_now.items():
                 rates[(site, device, metric, window)] = rate
-        intervals = {(s.site, s.device): s.interval_s for s in snapshots}
-        devices = tuple(
-            DeviceView(
-                health=h,
-                model=models.get((h.site, h.device)),
-                interval_s=intervals.get((h.site, h.device)),
-                metrics=metrics.get((h.site, h.device), {}),
-                in_maintenance=in_maintenance(silences, h.site, h.device, now_ns),
-            )
-            for h in health
-        )
-        silent = bool(health) and all(h.state == "UNKNOWN" for h in health)
-        if not health and beat_ns is None:
-            silent = True
-        return FleetInput(
-            devices=devices,
-            ingest_silent=silent,
-            ingest_reason=health[0].reason if silent and health else "no heartbeat",
-            rates=rates,
-        )
+        return rates
 
     def alert_records(self, now_ns: int) -> list[AlertRecord]:
-        """Every alert over the lookback, folded from events and actions.
+        """Every alert ever recorded, folded from events and actions, as the dashboard folds.
 
-        The whole lookback is read on the first call and every FULL_REFRESH_CYCLES calls;
-        in between only what is newer than the last read minus LATE_MARGIN, merged by
-        identity (a point's series and time), since re-reading 30 days of events each cycle
-        costs more than everything else in it. A device's alert that arrives later than the
-        margin (a long store-and-forward replay) is folded in by the next full read.
+        The state bucket (events) and the ops bucket (actions) are read from their beginning
+        on the first call and every FULL_REFRESH_CYCLES calls: an alert's id comes from its
+        opening raise, however old. In between only what is newer than the last read minus
+        LATE_MARGIN is read, merged by identity (a point's series and time), since re-reading
+        everything each cycle costs more than everything else in it. A device's alert whose
+        own time is older than the margin (a long store-and-forward replay) is folded in by
+        the next full read.
         """
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
-        oldest = now - timedelta(days=self._config.lookback_days)
         full = self._reads_since_full >= FULL_REFRESH_CYCLES or self._last_read is None
-        start = oldest if full or self._last_read is None else self._last_read - LATE_MARGIN
-        params = {"start": start, "stop": now + timedelta(minutes=10)}
+        start = BEGINNING if full or self._last_read is None else self._last_read - LATE_MARGIN
+        params = {"start": start, "stop": now + FUTURE_SKEW}
         events = parse_alert_events(
             self._query("alert_events", {**params, "bucket": self._config.alert_bucket})
         )
@@ -388,9 +395,6 @@ class AlerterStore:
             self._events[(e.site, e.device, e.type, e.ts_ns)] = e
         for a in actions:
             self._actions[(a.alert_id, a.action, a.user, a.ts_ns)] = a
-        oldest_ns = int(oldest.timestamp()) * NS_PER_SECOND
-        self._events = {k: e for k, e in self._events.items() if e.ts_ns >= oldest_ns}
-        self._actions = {k: a for k, a in self._actions.items() if a.ts_ns >= oldest_ns}
         return fold_alerts(self._events.values(), self._actions.values())
 
     def _ops_since(self, now_ns: int) -> dict[str, Any]:
@@ -414,8 +418,10 @@ class AlerterStore:
     # -- writes
 
     def write_alert_events(self, events: Sequence[RuleAlertEvent]) -> None:
-        """The one place rule alert events are written (and so the one place to move them)."""
-        self._write(self._config.alert_bucket, [rule_alert_line(e) for e in events])
+        """The one place rule alert events are written: the state bucket, as the ingest writes
+        a device's, with the alerter's clock now as their receipt time."""
+        received_ns = self.stamp()
+        self._write(self._config.alert_bucket, [rule_alert_line(e, received_ns) for e in events])
 
     def write_rule_states(
         self, states: Mapping[InstanceKey, InstanceState], keys: Sequence[InstanceKey]

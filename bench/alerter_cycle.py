@@ -7,7 +7,8 @@ refresh computes), rule evaluation (`evaluate`), and notification planning
 
 `--influx` times the whole cycle instead (`Alerter.cycle()`: every Flux read, the pure steps,
 the writes) against a fresh influxd on loopback seeded with the fleet, and as its peer the
-dashboard's fleet load (`FleetStore.fleet`, the same status and last-seen reads).
+fleet read alone (`AlerterStore.fleet`: the state bucket's status and last-seen reads, the
+heartbeat and retirements, the same reads and parsing as the dashboard's fleet load).
 """
 
 from __future__ import annotations
@@ -87,28 +88,38 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def seed_lines(devices: int, now_ns: int, rng: random.Random) -> list[str]:
-    """Status, last-seen and 10 readings of 6 metrics per device, and an ingest heartbeat."""
+def seed_lines(devices: int, now_ns: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    """Raw: 10 readings of 6 metrics per device and an ingest heartbeat. State: each device's
+    status and last-seen, stamped as the ingest stamps them (receipt times)."""
     from edgewatch.schema import ingest_stats_line, line  # noqa: PLC0415
 
-    lines = []
+    raw, state = [], []
     for i in range(devices):
         tags = {"site": f"site-{i % 50}", "device": f"cam-{i}"}
-        lines.append(
+        born_ns = now_ns - 3600 * NS
+        state.append(
             line(
                 "device_status",
                 tags,
-                {"state": "online", "interval_s": 10.0, "model": "yolo-v8n"},
-                now_ns - 3600 * NS,
+                {"state": "online", "interval_s": 10.0, "model": "yolo-v8n", "ts_ns": born_ns},
+                born_ns,
             )
         )
         silent_s = rng.choice([1, 1, 1, 1, 40, 200])
         for k in range(10):
             ts = now_ns - (silent_s + 10 * k) * NS
-            lines.append(line("telemetry", tags, {m: rng.uniform(20, 90) for m in METRICS}, ts))
-            lines.append(line("device_seen", tags, {"readings": 1}, ts))
-    lines.append(ingest_stats_line("ingest-1", {"interval_s": 5.0, "received": 1}, now_ns - NS))
-    return lines
+            raw.append(line("telemetry", tags, {m: rng.uniform(20, 90) for m in METRICS}, ts))
+        newest = now_ns - silent_s * NS
+        state.append(
+            line(
+                "device_last_seen",
+                tags,
+                {"received_ns": newest, "reading_ns": newest},
+                newest - newest % (3600 * NS),
+            )
+        )
+    raw.append(ingest_stats_line("ingest-1", {"interval_s": 5.0, "received": 1}, now_ns - NS))
+    return raw, state
 
 
 def influx_main(args: argparse.Namespace) -> None:
@@ -118,22 +129,30 @@ def influx_main(args: argparse.Namespace) -> None:
     from alerter.delivery import Outcome  # noqa: PLC0415
     from alerter.service import Alerter, DeliveryPolicy  # noqa: PLC0415
     from alerter.store import AlerterStore, StoreConfig, make_client  # noqa: PLC0415
-    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
-    from stack.testing import cached_influxd, running_influxdb, settings_for  # noqa: PLC0415
+    from edgewatch.settings import load_settings  # noqa: PLC0415
+    from stack.ephemeral import cached_influxd, running_influxdb  # noqa: PLC0415
 
     class NullSender:
         def send(self, url: str, *, key: str, title: str, body: str, resolved: bool) -> Outcome:
             return Outcome(True)
 
     with running_influxdb(cached_influxd()) as fx:
-        settings = settings_for(None, fx)
+        settings = load_settings(
+            influxdb_url=fx.url,
+            influxdb_org=fx.org,
+            influxdb_token=fx.admin_token,
+            influxdb_bucket=fx.bucket,
+            influxdb_bucket_ops=fx.bucket_ops,
+            influxdb_bucket_state=fx.bucket_state,
+        )
         now = time.time_ns()
-        lines = seed_lines(args.devices, now, random.Random(7))
+        raw, state = seed_lines(args.devices, now, random.Random(7))
         config = StoreConfig.from_settings(settings)
         client = make_client(config)
         with client.write_api(write_options=SYNCHRONOUS) as writer:
-            for start in range(0, len(lines), 5000):
-                writer.write(bucket=fx.bucket, record=lines[start : start + 5000])
+            for bucket, lines in ((fx.bucket, raw), (fx.bucket_state, state)):
+                for start in range(0, len(lines), 5000):
+                    writer.write(bucket=bucket, record=lines[start : start + 5000])
         rules = parse_rules(rules_text(args.rules))
         alerter = Alerter(
             store=AlerterStore(client=client, config=config),
@@ -145,14 +164,14 @@ def influx_main(args: argparse.Namespace) -> None:
         for _ in range(3):  # warm: the first cycles record the new alerts and notifications
             alerter.cycle()
         cycle_ms = median_ms(alerter.cycle, args.repeat)
-        store = FleetStore(client=client, connection=Connection.from_settings(settings))
-        fleet_ms = median_ms(lambda: store.fleet(time.time_ns()), args.repeat)
+        store = AlerterStore(client=client, config=config)
+        fleet_ms = median_ms(lambda: store.fleet(rules, [], time.time_ns()), args.repeat)
         client.close()  # type: ignore[no-untyped-call]
     print(
         f"{args.devices} devices, {len(rules.rule_names())} rules, real influxd on loopback; "
         f"median of {args.repeat}"
     )
-    print(f"  dashboard fleet load (peer) {fleet_ms:8.1f} ms  1.0x")
+    print(f"  fleet read (peer)           {fleet_ms:8.1f} ms  1.0x")
     print(f"  alerter cycle (all I/O)     {cycle_ms:8.1f} ms  {cycle_ms / fleet_ms:.1f}x")
 
 

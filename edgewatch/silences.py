@@ -87,6 +87,32 @@ def _in_occurrence(silence: Silence, now_ns: int) -> bool:
     return _dt(now_ns) < last + timedelta(seconds=silence.duration_s)
 
 
+def _check_who_and_why(created_by: str, reason: str) -> None:
+    if not created_by.strip():
+        raise ValueError("a silence needs the user who creates it")
+    if not reason.strip():
+        raise ValueError("a silence needs a reason (why it is muted)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValueError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
+
+
+def _check_matchers(site: str, device: str, alert_type: str) -> None:
+    for name, value in (("site", site), ("device", device), ("type", alert_type)):
+        if not _PATTERN.match(value):
+            raise ValueError(f"{name} {value!r}: letters, digits, _ . - and the wildcards * ? []")
+    if not (site or device or alert_type):
+        raise ValueError("give at least one matcher (site, device or type): no fleet-wide mute")
+
+
+def _check_recurrence(rrule: str, starts_ns: int, duration_s: float) -> None:
+    if duration_s <= 0:
+        raise ValueError("a recurring window needs a duration (how long each occurrence is)")
+    try:
+        rrulestr(rrule, dtstart=_dt(starts_ns))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"rrule {rrule!r} is not an RFC 5545 RRULE: {exc}") from exc
+
+
 def new_silence(
     *,
     kind: str,
@@ -105,26 +131,12 @@ def new_silence(
     """A validated silence or window; a ValueError naming the field to fix."""
     if kind not in (KIND_SILENCE, KIND_MAINTENANCE):
         raise ValueError(f"kind must be {KIND_SILENCE} or {KIND_MAINTENANCE}, not {kind!r}")
-    if not created_by.strip():
-        raise ValueError("a silence needs the user who creates it")
-    if not reason.strip():
-        raise ValueError("a silence needs a reason (why it is muted)")
-    if len(reason) > MAX_REASON_CHARS:
-        raise ValueError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
-    for name, value in (("site", site), ("device", device), ("type", alert_type)):
-        if not _PATTERN.match(value):
-            raise ValueError(f"{name} {value!r}: letters, digits, _ . - and the wildcards * ? []")
-    if not (site or device or alert_type):
-        raise ValueError("give at least one matcher (site, device or type): no fleet-wide mute")
+    _check_who_and_why(created_by, reason)
+    _check_matchers(site, device, alert_type)
     if ends_ns <= starts_ns:
         raise ValueError("the end must come after the start")
     if rrule:
-        if duration_s <= 0:
-            raise ValueError("a recurring window needs a duration (how long each occurrence is)")
-        try:
-            rrulestr(rrule, dtstart=_dt(starts_ns))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"rrule {rrule!r} is not an RFC 5545 RRULE: {exc}") from exc
+        _check_recurrence(rrule, starts_ns, duration_s)
     return Silence(
         silence_id=silence_id or uuid.uuid4().hex[:12],
         kind=kind,

@@ -31,9 +31,7 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_part_of_the_system_is_a_service(services: dict[str, dict[str, Any]]) -> None:
-    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard", "alerter"} <= set(
-        services
-    )
+    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard", "alerter"} <= set(services)
 
 
 def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:

@@ -164,6 +164,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "INFLUXDB_V2_TOKEN",
         "EDGEWATCH_INGEST_TOKEN",
         "EDGEWATCH_DASHBOARD_TOKEN",
+        "EDGEWATCH_ALERTER_TOKEN",
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
         "EDGEWATCH_BUCKET_OPS",
