@@ -4,7 +4,9 @@ Part of the shared core: the dashboard creates them (and shows MAINTENANCE), the
 obeys them; both read the same events from the ops bucket, so neither imports the other.
 A silence mutes notifications of matching alerts (the alerts are still recorded); a
 maintenance window also stops `device_offline` for its devices. One-off windows have a start
-and an end; recurring ones an RFC 5545 RRULE and a duration. Every change (create, expire)
+and an end; recurring ones an RFC 5545 RRULE or a 5-field cron expression (when each
+occurrence starts, in UTC) and a duration. A cron expression is stored as the operator wrote
+it and read as the RRULE it means (`recurrence_rrule`). Every change (create, expire)
 is an event with who and why, which is also the audit trail.
 """
 
@@ -79,8 +81,91 @@ def _dt(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / NS_PER_SECOND, tz=UTC)
 
 
+# cron's fields, in order: (name, RRULE part, lowest, highest).
+_CRON_FIELDS = (
+    ("minute", "BYMINUTE", 0, 59),
+    ("hour", "BYHOUR", 0, 23),
+    ("day of month", "BYMONTHDAY", 1, 31),
+    ("month", "BYMONTH", 1, 12),
+    ("day of week", "BYDAY", 0, 7),
+)
+_WEEKDAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA", "SU")
+_CRON_NAMES = {
+    **{name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+    **{
+        name: i + 1
+        for i, name in enumerate(
+            ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+        )
+    },
+}
+
+
+def is_cron(text: str) -> bool:
+    """Five whitespace-separated fields and no `=`: a cron expression, not an RRULE."""
+    return "=" not in text and len(text.split()) == 5
+
+
+def _cron_number(token: str, name: str, low: int, high: int) -> int:
+    value = _CRON_NAMES.get(token.lower()) if not token.isdigit() else int(token)
+    if value is None or not low <= value <= high:
+        raise ValueError(f"cron {name} {token!r}: a number from {low} to {high}")
+    return value
+
+
+def _cron_values(field: str, name: str, low: int, high: int) -> list[int]:
+    """One cron field (lists, ranges, steps, names, *) as the sorted values it allows."""
+    values: set[int] = set()
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"cron {name} step {step_text!r}: a whole number above 0")
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            a, _, b = span.partition("-")
+            first, last = _cron_number(a, name, low, high), _cron_number(b, name, low, high)
+        else:
+            first = _cron_number(span, name, low, high)
+            last = high if step else first
+        if first > last:
+            raise ValueError(f"cron {name} {part!r}: the range runs backwards")
+        values.update(range(first, last + 1, step or 1))
+    return sorted(values)
+
+
+def recurrence_rrule(text: str) -> str:
+    """The RRULE a recurrence means: an RRULE as given, a cron expression converted.
+
+    `m h dom mon dow` becomes FREQ=MINUTELY;BYSECOND=0 narrowed by BYMINUTE, BYHOUR, BYMONTHDAY,
+    BYMONTH, BYDAY (a field left `*` adds nothing). cron runs a job when either day field
+    matches if both are restricted, an RRULE only when both do: such an expression is
+    refused rather than read differently.
+    """
+    if not is_cron(text):
+        return text
+    fields = text.split()
+    if fields[2] != "*" and fields[4] != "*":
+        raise ValueError(
+            f"cron {text!r}: restrict the day of month or the day of week, not both "
+            "(cron would match either; write two windows)"
+        )
+    parts = ["FREQ=MINUTELY", "BYSECOND=0"]
+    for field, (name, key, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        if field == "*":
+            continue
+        values = _cron_values(field, name, low, high)
+        if key == "BYDAY":
+            days = list(dict.fromkeys(_WEEKDAYS[v] for v in values))
+            parts.append(f"BYDAY={','.join(days)}")
+        else:
+            parts.append(f"{key}={','.join(str(v) for v in values)}")
+    return ";".join(parts)
+
+
 def _in_occurrence(silence: Silence, now_ns: int) -> bool:
-    rule = rrulestr(silence.rrule, dtstart=_dt(silence.starts_ns))
+    rule = rrulestr(recurrence_rrule(silence.rrule), dtstart=_dt(silence.starts_ns))
     last = rule.before(_dt(now_ns), inc=True)
     if last is None:
         return False
@@ -107,10 +192,13 @@ def _check_matchers(site: str, device: str, alert_type: str) -> None:
 def _check_recurrence(rrule: str, starts_ns: int, duration_s: float) -> None:
     if duration_s <= 0:
         raise ValueError("a recurring window needs a duration (how long each occurrence is)")
+    rule = recurrence_rrule(rrule)  # a cron expression's own error names its field
     try:
-        rrulestr(rrule, dtstart=_dt(starts_ns))
+        rrulestr(rule, dtstart=_dt(starts_ns))
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"rrule {rrule!r} is not an RFC 5545 RRULE: {exc}") from exc
+        raise ValueError(
+            f"repeats {rrule!r} is neither an RFC 5545 RRULE nor a 5-field cron expression: {exc}"
+        ) from exc
 
 
 def new_silence(

@@ -109,11 +109,12 @@ with st.form("rules_new_silence", clear_on_submit=False):
     d1, d2 = st.columns(2)
     length = d1.selectbox("Length", list(DURATIONS_H), key="rules_length")
     rrule = d2.text_input(
-        "Repeats (RRULE, optional)",
+        "Repeats (RRULE or cron, optional)",
         key="rules_rrule",
-        placeholder="FREQ=WEEKLY;BYDAY=SU",
-        help="RFC 5545 recurrence: each occurrence starts now's time of day and lasts "
-        "'Length'; the window repeats until 'Repeat until'.",
+        placeholder="FREQ=WEEKLY;BYDAY=SU or 0 2 * * sun",
+        help="An RFC 5545 RRULE (each occurrence starts now's time of day) or a 5-field "
+        "cron expression (minute hour day-of-month month day-of-week, UTC: when each "
+        "occurrence starts); each lasts 'Length', until 'Repeat until'.",
     )
     until_days = st.number_input(
         "Repeat until (days from now, recurring only)", 1, 3650, 90, key="rules_until"

@@ -19,6 +19,7 @@ from alerter.cli import build_alerter
 from alerter.service import run_forever
 from edge.transport import Connected, LinkConfig, PahoTransport
 from edgewatch.settings import Settings
+from stack.bootstrap import load_credentials
 from stack.testing import InfluxFixture
 from tests.integration.ingest_support import REPO_ROOT, query, settings_env
 
@@ -165,13 +166,20 @@ class AlerterProcess:
         self._dir.cleanup()
 
 
+def alerter_token_of(fx: InfluxFixture) -> str:
+    """The alerter's own token as the bootstrap made it (reads all; writes state and ops)."""
+    return load_credentials(fx.credentials_path).alerter_token
+
+
 def alert_events(fx: InfluxFixture, site: str) -> list[dict[str, Any]]:
+    """The site's alert events in the state bucket (devices' and rules'), exact times too."""
     flux = """
 from(bucket: _bucket) |> range(start: -1h)
   |> filter(fn: (r) => r._measurement == "alert_event" and r.site == _site)
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> map(fn: (r) => ({r with time_ns: int(v: r._time)}))
 """
-    return query(fx, flux, _bucket=fx.bucket, _site=site)
+    return query(fx, flux, _bucket=fx.bucket_state, _site=site)
 
 
 def notification_records(fx: InfluxFixture, site: str) -> list[dict[str, Any]]:

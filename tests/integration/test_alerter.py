@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
+from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from edgewatch.schema import alert_action_line
 from stack.processes import MosquittoProcess
 from stack.testing import InfluxFixture
@@ -21,6 +21,7 @@ from tests.integration.alerter_support import (
     Device,
     ThreadedAlerter,
     alert_events,
+    alerter_token_of,
     notification_records,
 )
 from tests.integration.ingest_support import ThreadedIngest, wait_until
@@ -62,6 +63,7 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
             broker,
             fresh_influxdb,
             rules_interval_seconds=EVAL_S,
+            alerter_token=alerter_token_of(fresh_influxdb),  # least privilege
             ingest_stats_interval_seconds=1.0,
             notify_urls=f"{mail.url},{hook.url}",
             rules_file=rules,
@@ -91,7 +93,9 @@ def test_crash_notifies_by_email_and_webhook_ack_stops_repeats_back_resolves(
                 for e in alert_events(fresh_influxdb, "plant")
                 if e["state"] == "raised" and e["type"] == "device_offline"
             ]
+            # In the state bucket beside the devices' own, with the alerter's receipt time.
             assert event["source"] == "rule"
+            assert int(event["received_ns"]) >= int(event["time_ns"])
             # The alert's id as the notifications carry it (the fold's identity).
             alert_id = str(
                 next(
@@ -148,6 +152,7 @@ def create_silence_in_the_ui(
         "EDGEWATCH_DASHBOARD_TOKEN": fx.dashboard_token,
         "INFLUXDB_V2_BUCKET": fx.bucket,
         "EDGEWATCH_BUCKET_OPS": fx.bucket_ops,
+        "EDGEWATCH_BUCKET_STATE": fx.bucket_state,
         "EDGEWATCH_USERS_FILE": str(users),
     }
     for key, value in env.items():
@@ -156,6 +161,7 @@ def create_silence_in_the_ui(
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state[SESSION_USER_KEY] = "ann"
     at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+    at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
     at.switch_page("app_pages/rules.py").run()
     at.text_input(key="rules_site").set_value(site)
     at.text_area(key="rules_reason").set_value("camera swap")
@@ -176,6 +182,7 @@ def test_a_silence_created_in_the_ui_records_but_does_not_notify(
             broker,
             fresh_influxdb,
             rules_interval_seconds=EVAL_S,
+            alerter_token=alerter_token_of(fresh_influxdb),  # least privilege
             ingest_stats_interval_seconds=1.0,
             notify_urls=hook.url,
         )
@@ -210,6 +217,7 @@ def test_receiver_down_30s_then_delivered_once_per_key(
         broker,
         fresh_influxdb,
         rules_interval_seconds=EVAL_S,
+        alerter_token=alerter_token_of(fresh_influxdb),  # least privilege
         ingest_stats_interval_seconds=1.0,
         notify_urls=hook.url,
         notify_retry_base_seconds=1.0,
@@ -257,6 +265,7 @@ def test_site_down_is_one_notification_not_one_per_device(
             broker,
             fresh_influxdb,
             rules_interval_seconds=EVAL_S,
+            alerter_token=alerter_token_of(fresh_influxdb),  # least privilege
             ingest_stats_interval_seconds=1.0,
             notify_urls=hook.url,
         )
@@ -296,6 +305,7 @@ def test_kill_9_mid_storm_loses_nothing_and_resends_nothing_delivered(
             broker,
             fresh_influxdb,
             rules_interval_seconds=EVAL_S,
+            alerter_token=alerter_token_of(fresh_influxdb),  # least privilege
             ingest_stats_interval_seconds=1.0,
             notify_urls=hook.url,
         )

@@ -11,6 +11,7 @@ from edgewatch.silences import (
     fold_silences,
     in_maintenance,
     new_silence,
+    recurrence_rrule,
 )
 
 S = 1_000_000_000
@@ -52,6 +53,44 @@ def test_recurring_window() -> None:
     )
     assert w.active_at(ns("2026-03-05T02:10:00"))
     assert not w.active_at(ns("2026-03-05T02:40:00"))
+
+
+def test_a_cron_window_is_the_rrule_it_means() -> None:
+    # Weekdays at 02:30 UTC for 30 min; stored as written, read as an RRULE.
+    w = new_silence(
+        kind="maintenance",
+        created_by="ann",
+        reason="nightly reboot",
+        now_ns=0,
+        starts_ns=ns("2026-01-01T00:00:00"),
+        ends_ns=ns("2027-01-01T00:00:00"),
+        site="s1",
+        rrule="30 2 * * mon-fri",
+        duration_s=1800,
+    )
+    assert w.rrule == "30 2 * * mon-fri"
+    assert w.active_at(ns("2026-03-05T02:45:00"))  # a Thursday
+    assert not w.active_at(ns("2026-03-05T03:05:00"))
+    assert not w.active_at(ns("2026-03-07T02:45:00"))  # a Saturday
+    assert recurrence_rrule("*/15 0-6/2 * jan,jul 7") == (
+        "FREQ=MINUTELY;BYSECOND=0;BYMINUTE=0,15,30,45;BYHOUR=0,2,4,6;BYMONTH=1,7;BYDAY=SU"
+    )
+    assert recurrence_rrule("FREQ=DAILY") == "FREQ=DAILY"
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("61 * * * *", "minute '61'"),
+        ("0 2 1 * mon", "not both"),
+        ("0 2 * * blursday", "day of week"),
+        ("0 5-2 * * *", "backwards"),
+        ("*/0 * * * *", "step"),
+    ],
+)
+def test_a_bad_cron_names_its_field(cron: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        recurrence_rrule(cron)
 
 
 def test_expire_early_is_folded_with_who() -> None:
