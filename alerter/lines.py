@@ -75,6 +75,8 @@ def notification_line(
         "severity": n.severity,
     }
     if attempt == 0:
+        if n.batch:
+            fields["batch"] = n.batch
         fields["title"] = n.title[:MAX_TEXT_CHARS]
         fields["body"] = n.body[: 4 * MAX_TEXT_CHARS]
     if error:

@@ -56,6 +56,9 @@ class Notification:
     attempts: int = 0
     last_attempt_ns: int = 0
     error: str = ""
+    # The raises of one group_interval group planned in one cycle share a batch: they are
+    # sent as one message (`merge_batches`); "" for a notification sent on its own.
+    batch: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class LogRecord:
     kind: str = ""
     title: str = ""
     body: str = ""
+    batch: str = ""
 
 
 def fold_log(records: Iterable[LogRecord]) -> dict[str, Notification]:
@@ -102,6 +106,7 @@ def fold_log(records: Iterable[LogRecord]) -> dict[str, Notification]:
                 attempts=r.attempt,
                 last_attempt_ns=r.ts_ns if r.attempt else 0,
                 error=r.error,
+                batch=r.batch,
             )
             continue
         if current.status in DONE_STATUSES:
@@ -212,7 +217,14 @@ class _Planner:
         self.new: dict[str, Notification] = {}
 
     def add(
-        self, record: AlertRecord, receiver: str, target: int, kind: str, status: str = ""
+        self,
+        record: AlertRecord,
+        receiver: str,
+        target: int,
+        kind: str,
+        *,
+        status: str = "",
+        batch: str = "",
     ) -> None:
         key = idempotency_key(record.alert_id, receiver, target, kind)
         if key in self.log or key in self.new:
@@ -235,6 +247,7 @@ class _Planner:
             body=f"{body}\nkey: {key}",
             created_ns=self.now_ns,
             status=status or STATUS_PENDING,
+            batch=batch,
         )
 
     def plan(self, record: AlertRecord, silences: Sequence[Silence]) -> None:
@@ -249,10 +262,18 @@ class _Planner:
             return
         muted = silenced(silences, record.site, record.device, record.type, self.now_ns)
         if muted is not None:
-            self.add(record, f"{muted.kind} {muted.silence_id}", 0, "suppressed", STATUS_SUPPRESSED)
+            self.add(
+                record,
+                f"{muted.kind} {muted.silence_id}",
+                0,
+                "suppressed",
+                status=STATUS_SUPPRESSED,
+            )
             return
         if record.type == TYPE_DEVICE_OFFLINE and record.site in self.site_down_open:
-            self.add(record, f"inhibited by {TYPE_SITE_DOWN}", 0, "suppressed", STATUS_SUPPRESSED)
+            self.add(
+                record, f"inhibited by {TYPE_SITE_DOWN}", 0, "suppressed", status=STATUS_SUPPRESSED
+            )
             return
         for route in routes:
             self.route(record, route)
@@ -276,7 +297,11 @@ class _Planner:
                     self.add(record, receiver, target, KIND_ESCALATION)
 
     def target(self, record: AlertRecord, route: Route, receiver: str, target: int) -> None:
-        """The raise (spaced by group_interval) and the repeats of one receiver's target."""
+        """The raise (spaced by group_interval) and the repeats of one receiver's target.
+
+        A group's raises due in one cycle all go, as one batch (one message); the group's
+        next raise waits group_interval after the last one on record.
+        """
         group = (receiver, target, record.site, record.type)
         spaced = (
             group not in self.last_raise
@@ -284,9 +309,8 @@ class _Planner:
         )
         raised_key = idempotency_key(record.alert_id, receiver, target, KIND_RAISED)
         if record.acknowledged_ns is None and spaced and raised_key not in self.log:
-            self.add(record, receiver, target, KIND_RAISED)
-            if raised_key in self.new:
-                self.last_raise[group] = self.now_ns
+            batch = batch_id(group, self.now_ns) if route.group_interval_s > 0 else ""
+            self.add(record, receiver, target, KIND_RAISED, batch=batch)
         if (
             route.repeat_interval_s > 0
             and record.state_at(self.now_ns) == AlertState.ACTIVE
@@ -296,6 +320,74 @@ class _Planner:
             repeat = int(age_s // route.repeat_interval_s)
             if repeat >= 1:
                 self.add(record, receiver, target, f"{KIND_REPEAT}:{repeat}")
+
+
+def batch_id(group: tuple[str, int, str, str], now_ns: int) -> str:
+    """The batch of one group's raises planned at `now_ns` (stored with each of them)."""
+    receiver, target, site, alert_type = group
+    text = f"{receiver}|{target}|{site}|{alert_type}|{now_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What one send carries: one notification, or a batch of raises merged into one."""
+
+    key: str
+    receiver: str
+    target: int
+    title: str
+    body: str
+    kind: str
+    members: tuple[Notification, ...]
+
+
+def merge_batches(due: Sequence[Notification]) -> list[Message]:
+    """The messages to send for the notifications due: a batch's members due together make
+    one message, its key a hash of their keys (so a retry of the same batch carries the
+    same key); every other notification is its own message, with its own key."""
+    batches: dict[tuple[str, str, int], list[Notification]] = {}
+    order: list[tuple[str, str, int]] = []
+    for n in due:
+        group = (n.batch or n.key, n.receiver, n.target)
+        if group not in batches:
+            batches[group] = []
+            order.append(group)
+        batches[group].append(n)
+    messages = []
+    for group in order:
+        members = batches[group]
+        first = members[0]
+        if len(members) == 1:
+            messages.append(
+                Message(
+                    first.key,
+                    first.receiver,
+                    first.target,
+                    first.title,
+                    first.body,
+                    first.kind,
+                    (first,),
+                )
+            )
+            continue
+        keys = sorted(m.key for m in members)
+        key = "ew-" + hashlib.sha256("|".join(keys).encode()).hexdigest()[:24]
+        head = first.severity.upper()
+        title = f"[{head}] {len(members)} {first.type} alerts on {first.site}"
+        body = "\n\n".join(f"{m.title}\n{m.body}" for m in members)
+        messages.append(
+            Message(
+                key,
+                first.receiver,
+                first.target,
+                title,
+                f"{body}\n\nkey: {key}",
+                first.kind,
+                tuple(members),
+            )
+        )
+    return messages
 
 
 def plan_notifications(

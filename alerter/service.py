@@ -28,9 +28,11 @@ from alerter.notify import (
     STATUS_FAILED,
     STATUS_SENT,
     LogRecord,
+    Message,
     Notification,
     due_for_delivery,
     fold_log,
+    merge_batches,
     plan_notifications,
 )
 from alerter.store import AlerterStore, StoreUnavailableError
@@ -167,55 +169,70 @@ class Alerter:
                 )
 
     def _deliver(self, now_ns: int) -> tuple[int, int]:
+        """Send what is due, a batch of raises as one message; (sent, failed) notifications."""
         sent = failed = 0
         down: set[tuple[str, int]] = set()
-        for n in due_for_delivery(
+        due = due_for_delivery(
             self._log,
             now_ns,
             retry_base_s=self._policy.retry_base_s,
             retry_max_s=self._policy.retry_max_s,
-        ):
-            target = (n.receiver, n.target)
+        )
+        for message in merge_batches(due):
+            target = (message.receiver, message.target)
             if target in down:
                 continue  # one failure per target and cycle: a dead receiver does not stall
-            attempt = n.attempts + 1
-            if (now_ns - n.created_ns) / NS_PER_SECOND > self._policy.give_up_s:
+            first = message.members[0]
+            if (now_ns - first.created_ns) / NS_PER_SECOND > self._policy.give_up_s:
                 self._remember(
                     self._store.write_notifications(
-                        [(n, STATUS_ABANDONED, n.attempts, "given up: receiver down too long")]
+                        [
+                            (n, STATUS_ABANDONED, n.attempts, "given up: receiver down too long")
+                            for n in message.members
+                        ]
                     )
                 )
-                logger.error("notification %s to %s abandoned", n.key, n.receiver)
+                logger.error("notification %s to %s abandoned", message.key, message.receiver)
                 continue
-            urls = self._urls.get(n.receiver, ())
-            if n.target >= len(urls):
-                outcome = Outcome(False, f"receiver {n.receiver} has no URL #{n.target} now")
-            else:
-                outcome = self._sender.send(
-                    urls[n.target],
-                    key=n.key,
-                    title=n.title,
-                    body=n.body,
-                    resolved=n.kind == KIND_RESOLVED,
-                )
+            outcome = self._send(message)
             status = STATUS_SENT if outcome.ok else STATUS_FAILED
-            self._remember(self._store.write_notifications([(n, status, attempt, outcome.error)]))
+            self._remember(
+                self._store.write_notifications(
+                    [(n, status, n.attempts + 1, outcome.error) for n in message.members]
+                )
+            )
             if outcome.ok:
-                sent += 1
+                sent += len(message.members)
                 logger.info(
-                    "notification %s (%s %s) sent to %s", n.key, n.kind, n.alert_id, n.receiver
+                    "notification %s (%s, %d alert(s)) sent to %s",
+                    message.key,
+                    message.kind,
+                    len(message.members),
+                    message.receiver,
                 )
             else:
-                failed += 1
+                failed += len(message.members)
                 down.add(target)
                 logger.warning(
                     "notification %s to %s failed (attempt %d): %s",
-                    n.key,
-                    n.receiver,
-                    attempt,
+                    message.key,
+                    message.receiver,
+                    first.attempts + 1,
                     outcome.error,
                 )
         return sent, failed
+
+    def _send(self, message: Message) -> Outcome:
+        urls = self._urls.get(message.receiver, ())
+        if message.target >= len(urls):
+            return Outcome(False, f"receiver {message.receiver} has no URL #{message.target} now")
+        return self._sender.send(
+            urls[message.target],
+            key=message.key,
+            title=message.title,
+            body=message.body,
+            resolved=message.kind == KIND_RESOLVED,
+        )
 
     def _direct(self, key: str, title: str, body: str, *, resolved: bool) -> None:
         for i, url in enumerate(self._urls.get(DEFAULT_RECEIVER, ())):

@@ -191,6 +191,7 @@ def parse_log(rows: Iterable[Row]) -> list[LogRecord]:
             kind=_str(row.get("kind")),
             title=_str(row.get("title")),
             body=_str(row.get("body")),
+            batch=_str(row.get("batch")),
         )
         for row in rows
         if row.get("key")
@@ -471,6 +472,7 @@ class AlerterStore:
                 kind=n.kind,
                 title=n.title,
                 body=n.body,
+                batch=n.batch,
             )
             for n, status, attempt, error, ts in stamped
         ]

@@ -11,6 +11,7 @@ from alerter.notify import (
     Notification,
     due_for_delivery,
     fold_log,
+    merge_batches,
     plan_notifications,
 )
 from edgewatch.alerts import AlertAction, StoredAlertEvent, fold_alerts
@@ -132,11 +133,21 @@ def test_log_fold_keeps_delivered_and_schedules_retries_with_backoff() -> None:
     assert [n.key for n in due_for_delivery(log, 7 * S, retry_base_s=5, retry_max_s=60)] == ["k1"]
 
 
-def test_group_interval_spaces_raises_of_one_group_without_dropping_them() -> None:
+def test_group_interval_merges_a_groups_raises_and_spaces_the_next_ones() -> None:
     text = "routes: [{receivers: [default], group_interval: 60}]"
     first = plan([ev(0, device="cam1"), ev(0, device="cam2")], now=1, text=text)
-    assert len({n.alert_id for n in first}) == 1
+    # Both raises go now, as one batch per target: one message each.
+    assert {n.device for n in first} == {"cam1", "cam2"}
+    assert len({(n.batch, n.target) for n in first}) == 2 and all(n.batch for n in first)
+    messages = merge_batches(first)
+    assert len(messages) == 2 and all(len(m.members) == 2 for m in messages)
+    assert messages[0].title == "[CRITICAL] 2 device_offline alerts on s1"
+    assert all(n.key in messages[0].body for n in messages[0].members if n.target == 0)
+    # A retry of the same batch carries the same key.
+    assert merge_batches(first)[0].key == messages[0].key
     log = sent(first)
-    assert plan([ev(0, device="cam1"), ev(0, device="cam2")], log=log, now=30, text=text) == ()
-    later = plan([ev(0, device="cam1"), ev(0, device="cam2")], log=log, now=62, text=text)
-    assert {n.device for n in later} == {"cam1", "cam2"} - {first[0].device}
+    events = [ev(0, device="cam1"), ev(0, device="cam2"), ev(20, device="cam3")]
+    assert plan(events, log=log, now=30, text=text) == ()  # cam3 waits for the interval
+    later = plan(events, log=log, now=62, text=text)
+    assert {n.device for n in later} == {"cam3"}
+    assert [len(m.members) for m in merge_batches(later)] == [1, 1]
