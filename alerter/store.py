@@ -304,6 +304,25 @@ class AlerterStore:
 
     def fleet(self, config: RulesConfig, silences: Sequence[Silence], now_ns: int) -> FleetInput:
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
+        snapshots, info, heartbeat, actions = self.fleet_state(now)
+        return fleet_input(
+            snapshots,
+            info,
+            heartbeat=heartbeat,
+            actions=actions,
+            silences=silences,
+            metrics=self._metrics(config, now),
+            rates=self._rates(config, now),
+            now_ns=now_ns,
+        )
+
+    def fleet_state(
+        self, now: datetime
+    ) -> tuple[
+        list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo], Heartbeat, list[DeviceAction]
+    ]:
+        """The reads the dashboard's fleet load makes too: statuses and last-seen (state
+        bucket, from its beginning), the ingest heartbeat (raw), retirements (ops)."""
         whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
         state = {**whole, "bucket": self._config.bucket_state}
         snapshots, info = parse_snapshots(
@@ -318,16 +337,7 @@ class AlerterStore:
         actions = parse_device_actions(
             self._query("device_actions", {**whole, "bucket": self._config.bucket_ops})
         )
-        return fleet_input(
-            snapshots,
-            info,
-            heartbeat=heartbeat,
-            actions=actions,
-            silences=silences,
-            metrics=self._metrics(config, now),
-            rates=self._rates(config, now),
-            now_ns=now_ns,
-        )
+        return snapshots, info, heartbeat, actions
 
     def _metrics(
         self, config: RulesConfig, now: datetime
