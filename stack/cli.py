@@ -109,7 +109,7 @@ def influxdb_port(url: str) -> int:
     return parts.port or 8086
 
 
-SERVICES = ("admin", "ingest", "simulator", "dashboard")
+SERVICES = ("admin", "ingest", "simulator", "dashboard", "rollup")
 
 
 def dotenv_lines(
@@ -153,10 +153,13 @@ def dotenv_lines(
         values["INFLUXDB_V2_TOKEN"] = creds.admin_token
         values["EDGEWATCH_INGEST_TOKEN"] = creds.ingest_token
         values["EDGEWATCH_DASHBOARD_TOKEN"] = creds.dashboard_token
+        values["EDGEWATCH_ROLLUP_TOKEN"] = creds.rollup_token
     elif service == "ingest":
         values["INFLUXDB_V2_TOKEN"] = creds.ingest_token
     elif service == "dashboard":
         values["INFLUXDB_V2_TOKEN"] = creds.dashboard_token
+    elif service == "rollup":
+        values["INFLUXDB_V2_TOKEN"] = creds.rollup_token
     prefix = "export " if export else ""
     return [f"{prefix}{key}={shlex.quote(value)}" for key, value in values.items()]
 
@@ -448,7 +451,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             settings.influxdb_token.get_secret_value() if settings.influxdb_token else None
         ),
     )
-    print(f"influxdb {creds.url} org {creds.org}: buckets, rollup tasks and tokens in place")
+    print(f"influxdb {creds.url} org {creds.org}: buckets and tokens in place")
     print(f"credentials {paths.credentials} (mode 0600)")
     return 0
 
@@ -530,7 +533,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions.add_parser(
         "bootstrap",
-        help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "
+        help="set up buckets and tokens in the InfluxDB at INFLUXDB_V2_URL "
         "(idempotent; INFLUXDB_V2_TOKEN if it was set up elsewhere)",
     ).set_defaults(func=cmd_bootstrap)
     init = actions.add_parser(

@@ -1,9 +1,10 @@
 """`edgewatch demo`: the whole system on localhost, for a first look and for demos.
 
-Room: `stack`. Starts the local stack if needed, then the ingest, the fleet simulator and the
-dashboard as child processes, each with only its own secrets (`stack env --service`), over
-TLS to the broker. Touches: the state dir (logs, demo logins) and the children it starts,
-which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for `stack down`.
+Room: `stack`. Starts the local stack if needed, then the ingest, the rollup service, the fleet
+simulator and the dashboard as child processes, each with only its own secrets (`stack env
+--service`), over TLS to the broker. Touches: the state dir (logs, demo logins) and the
+children it starts, which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for
+`stack down`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def run_demo(
             paths.log_file("ingest"),
         ),
         Child(
+            "rollup",
+            [*cli, "rollup"],
+            service_env(settings, paths, "rollup"),
+            paths.log_file("rollup"),
+        ),
+        Child(
             "simulator",
             [
                 *cli,
@@ -172,7 +179,7 @@ def run_demo(
         for name, password in logins.items():
             print(f"  sign in as {name} / {password}")
         print(
-            "Ctrl-C stops the ingest, simulator and dashboard; "
+            "Ctrl-C stops the ingest, rollup service, simulator and dashboard; "
             "`edgewatch stack down` stops the stack.\n",
             flush=True,
         )
@@ -194,5 +201,5 @@ def run_demo(
         for child in reversed(children):
             child.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("stopped the ingest, simulator and dashboard", file=sys.stderr)
+        print("stopped the ingest, rollup service, simulator and dashboard", file=sys.stderr)
     return 0

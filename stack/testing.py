@@ -45,6 +45,7 @@ class InfluxFixture:
     process: InfluxdProcess
     org_id: str = ""
     credentials_path: Path = Path()
+    rollup_token: str = field(default="", repr=False)
 
     @property
     def buckets(self) -> BucketNames:
@@ -98,6 +99,7 @@ def running_influxdb(binary: Path) -> Iterator[InfluxFixture]:
                 process=proc,
                 org_id=creds.org_id,
                 credentials_path=creds_path,
+                rollup_token=creds.rollup_token,
             )
         finally:
             proc.stop()
@@ -138,6 +140,7 @@ def settings_for(
             influxdb_token=influxdb.admin_token,
             ingest_token=influxdb.ingest_token,
             dashboard_token=influxdb.dashboard_token,
+            rollup_token=influxdb.rollup_token,
             influxdb_bucket=influxdb.bucket,
             influxdb_bucket_1m=influxdb.bucket_1m,
             influxdb_bucket_1h=influxdb.bucket_1h,
