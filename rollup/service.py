@@ -188,7 +188,10 @@ class RollupService:
         until = closed_until(now_ns, level, self._grace_ns)
         through = progress.get(level)
         if through is None:
+            # Stored at once: the dirty hours below it are theirs, what is above the frontier's.
             through = first_progress(now_ns, level, self._grace_ns, self._catch_up_ns)
+            self._store.write_progress(level, through)
+            progress[level] = through
         for start, stop in frontier_chunks(through, until, level):
             if self.stopping:
                 return
@@ -220,6 +223,8 @@ class RollupService:
     # -- the dirty hours
 
     def backfill_dirty(self, now_ns: int, progress: dict[str, int], report: RunReport) -> None:
+        if LEVEL_1M not in progress or LEVEL_1H not in progress:
+            return  # no frontier yet: nothing tells the dirty hours from the frontier's windows
         while not self.stopping:
             marks = parse_dirty(self._store.pending(now_ns, DIRTY_PAGE))
             if not marks:
