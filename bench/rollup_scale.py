@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             url=fx.url, token=fx.rollup_token, org=fx.org, timeout=900_000
         ) as client:
             store = RollupStore(client=client, settings=settings)
+            cleanup = store.close
             service = RollupService(store=store, settings=settings)
             devices = store.devices(live_start, live_stop)
             say(f"{len(devices):,} devices found")
@@ -256,6 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["backfill_late_hour"] = measure(
                 fx, "backfill of the late hour (all devices, 1m + 1h)", backfill
             )
+            cleanup()
 
         if args.skip_legacy:
             return results

@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import time
+from contextlib import closing
 from types import FrameType
 from typing import Any
 
@@ -49,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.backfill_hours < 0:
         raise ValueError("--backfill-hours must be 0 or more")
-    with make_client(settings) as client:
-        service = RollupService(
-            store=RollupStore(client=client, settings=settings), settings=settings
-        )
+    with (
+        make_client(settings) as client,
+        closing(RollupStore(client=client, settings=settings)) as store,
+    ):
+        service = RollupService(store=store, settings=settings)
         if args.backfill_hours:
             started = time.monotonic()
             report = service.backfill_hours(time.time_ns(), args.backfill_hours)

@@ -13,13 +13,19 @@ Two paths fill the 1-minute and 1-hour rollup buckets (docs/architecture.md, "Ro
 from __future__ import annotations
 
 import math
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from edgewatch.contract import is_valid_metric_name, is_valid_name
-from edgewatch.schema import ROLLUP_HOUR_NS, ROLLUP_LATE_AFTER_NS, ROLLUP_MINUTE_NS
+from edgewatch.schema import (
+    MEASUREMENT_TELEMETRY,
+    ROLLUP_HOUR_NS,
+    ROLLUP_LATE_AFTER_NS,
+    ROLLUP_MINUTE_NS,
+    FieldValue,
+    line,
+)
 
 NS_PER_SECOND = 1_000_000_000
 LEVEL_1M = "1m"
@@ -69,75 +75,148 @@ def chunked(items: Sequence[str], size: int) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------ queries
+#
+# The rollups are computed by InfluxQL (InfluxDB 2.x's v1-compatible /query endpoint): its
+# aggregates run in the storage engine's iterators, and one statement gives mean, min, max
+# and count of every field of every series in a chunk. Measured against the pushed-down Flux
+# (from |> range |> filter |> aggregateWindow, then to()) on the same data, it took a fifth
+# of the time: Flux pays per series for a table in each of four aggregates and in to()
+# (docs/architecture.md, "Rollups"; BENCHMARKS.md, "Rollups").
+
+STATS: tuple[str, ...] = ("mean", "min", "max", "count")
+INFLUXQL_EVERY: dict[str, str] = {LEVEL_1M: "1m", LEVEL_1H: "1h"}
 
 
-def predicate(column: str, operator: str, joiner: str, names: Sequence[str], prefix: str) -> str:
-    """`r.<column> <op> _<prefix>0 <joiner> ...`: parameter names only, never the values."""
-    return f" {joiner} ".join(f"r.{column} {operator} _{prefix}{i}" for i in range(len(names)))
-
-
-@dataclass(frozen=True, slots=True)
-class RollupQuery:
-    """One Flux script (a rendered template) and its parameters: one chunk of one level."""
-
-    template: str
-    text_parts: Mapping[str, str]
-    params: Mapping[str, object]
-
-
-def rollup_queries(
-    *,
-    raw_bucket: str,
-    target_bucket: str,
-    level: str,
-    start_ns: int,
-    stop_ns: int,
-    devices: Sequence[str],
-    boolean_fields: Iterable[str],
-) -> list[RollupQuery]:
-    """The numeric (pushed down) and, when there are any, boolean queries for one chunk."""
-    if not devices:
-        return []
+def device_condition(devices: Sequence[str]) -> str:
+    """`device = $d0 OR ...`: bound parameters only, never the names (names are checked too)."""
     for device in devices:
         if not is_valid_name(device):
             raise ValueError(f"device name {device!r} breaks the contract's name pattern")
-    flags = sorted(set(boolean_fields))
-    for flag in flags:
-        if not is_valid_metric_name(flag):
-            raise ValueError(f"field name {flag!r} breaks the contract's metric name pattern")
-    device_params = {f"d{i}": name for i, name in enumerate(devices)}
-    flag_params = {f"b{i}": name for i, name in enumerate(flags)}
-    base = {
-        "raw": raw_bucket,
-        "target": target_bucket,
-        "start": as_datetime(start_ns),
-        "stop": as_datetime(stop_ns),
-        "every": timedelta(microseconds=WINDOW_NS[level] // 1000),
-        **device_params,
+    return " OR ".join(f"device = $d{i}" for i in range(len(devices)))
+
+
+def device_params(devices: Sequence[str]) -> dict[str, str]:
+    return {f"d{i}": name for i, name in enumerate(devices)}
+
+
+def stats_statement(level: str, start_ns: int, stop_ns: int, devices: Sequence[str]) -> str:
+    """Mean, min, max and count of every field per series and window of a device chunk.
+
+    `mean(*)` skips booleans; `min(*)`/`max(*)` give false/true for them and `count(*)` counts
+    them; `flag_statement` adds the count of true values. Times are our own integers.
+    """
+    # Query text holds only integers computed here, parameter names and the fixed statement.
+    return (
+        "SELECT mean(*), min(*), max(*), count(*) FROM telemetry "  # noqa: S608
+        f"WHERE time >= {int(start_ns)} AND time < {int(stop_ns)} "
+        f"AND ({device_condition(devices)}) "
+        f"GROUP BY time({INFLUXQL_EVERY[level]}), * fill(none)"
+    )
+
+
+def flag_statement(
+    level: str, start_ns: int, stop_ns: int, devices: Sequence[str], flag: str
+) -> str:
+    """How many readings of the boolean `flag` were true, per series and window."""
+    if not is_valid_metric_name(flag):
+        raise ValueError(f"field name {flag!r} breaks the contract's metric name pattern")
+    # Besides those, only a field name that passed the contract's metric-name allow-list.
+    return (
+        f'SELECT count("{flag}") FROM telemetry '  # noqa: S608
+        f"WHERE time >= {int(start_ns)} AND time < {int(stop_ns)} "
+        f'AND ({device_condition(devices)}) AND "{flag}" = true '
+        f"GROUP BY time({INFLUXQL_EVERY[level]}), * fill(none)"
+    )
+
+
+SeriesKey = tuple[str, str, int]  # site, device, window start ns
+Stats = dict[str, dict[str, object]]  # field -> stat -> value
+
+
+def parse_stats(series: Iterable[Mapping[str, object]]) -> dict[SeriesKey, Stats]:
+    """InfluxQL series (`tags`, `columns`, `values`) into stats per (site, device, window)."""
+    result: dict[SeriesKey, Stats] = {}
+    for one in series:
+        tags = one.get("tags") or {}
+        assert isinstance(tags, Mapping)
+        site, device = str(tags.get("site", "")), str(tags.get("device", ""))
+        columns = [str(c) for c in one.get("columns") or []]  # type: ignore[attr-defined]
+        for row in one.get("values") or []:  # type: ignore[attr-defined]
+            values = dict(zip(columns, row, strict=False))
+            stats: Stats = result.setdefault((site, device, int(values["time"])), {})
+            for column, value in values.items():
+                stat, _, name = column.partition("_")
+                if column == "time" or value is None or stat not in STATS or not name:
+                    continue
+                stats.setdefault(name, {})[stat] = value
+    return result
+
+
+def boolean_fields(stats: Mapping[SeriesKey, Stats]) -> set[str]:
+    return {
+        name
+        for fields in stats.values()
+        for name, values in fields.items()
+        if isinstance(values.get("min"), bool) or isinstance(values.get("max"), bool)
     }
-    devices_text = predicate("device", "==", "or", devices, "d")
-    numeric_text = predicate("_field", "!=", "and", flags, "b") if flags else "true"
-    queries = [
-        RollupQuery(
-            "rollup_numeric",
-            {"devices": devices_text, "numeric": numeric_text},
-            {**base, **flag_params},
-        )
-    ]
-    if flags:
-        queries.append(
-            RollupQuery(
-                "rollup_bool",
-                {"devices": devices_text, "flags": predicate("_field", "==", "or", flags, "b")},
-                {**base, **flag_params},
-            )
-        )
-    return queries
 
 
-def render(template_text: str, parts: Mapping[str, str]) -> str:
-    """Fill a query file's ${...} with predicates built here (parameter names only)."""
-    return string.Template(template_text).substitute(parts)
+def parse_true_counts(
+    series: Iterable[Mapping[str, object]], flag: str
+) -> dict[tuple[str, str, int, str], int]:
+    """flag_statement's series (a `count` column) into true counts per series and window."""
+    counts: dict[tuple[str, str, int, str], int] = {}
+    for one in series:
+        tags = one.get("tags") or {}
+        assert isinstance(tags, Mapping)
+        columns = [str(c) for c in one.get("columns") or []]  # type: ignore[attr-defined]
+        for row in one.get("values") or []:  # type: ignore[attr-defined]
+            values = dict(zip(columns, row, strict=False))
+            count = values.get("count")
+            if isinstance(count, int | float):
+                key = (str(tags.get("site", "")), str(tags.get("device", "")), int(values["time"]))
+                counts[(*key, flag)] = int(count)
+    return counts
+
+
+def rollup_lines(
+    stats: Mapping[SeriesKey, Stats], true_counts: Mapping[tuple[str, str, int, str], int]
+) -> list[str]:
+    """One line per (site, device, window, stat) with a float field per metric.
+
+    A boolean becomes 0/1: its mean is the share of true readings (true count / count), its
+    min and max 0 or 1; a window of a boolean without a true count had none true.
+    """
+    lines = []
+    for (site, device, window_ns), fields in sorted(stats.items()):
+        per_stat: dict[str, dict[str, FieldValue | None]] = {stat: {} for stat in STATS}
+        for name, values in sorted(fields.items()):
+            if not is_valid_metric_name(name):
+                continue
+            count = values.get("count")
+            if not isinstance(count, int | float) or count <= 0:
+                continue
+            low, high = values.get("min"), values.get("max")
+            if isinstance(low, bool) or isinstance(high, bool):
+                trues = true_counts.get((site, device, window_ns, name), 0)
+                mean: object = trues / count
+                low, high = float(bool(low)), float(bool(high))
+            else:
+                mean = values.get("mean")
+            for stat, value in (("mean", mean), ("min", low), ("max", high), ("count", count)):
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    per_stat[stat][name] = float(value)
+        for stat in STATS:
+            if per_stat[stat]:
+                lines.append(
+                    line(
+                        MEASUREMENT_TELEMETRY,
+                        {"site": site, "device": device, "stat": stat},
+                        per_stat[stat],
+                        window_ns,
+                    )
+                )
+    return lines
 
 
 def as_datetime(ts_ns: int) -> datetime:

@@ -11,6 +11,7 @@ reads and writes the 1-minute and 1-hour buckets).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import requests
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
@@ -32,17 +34,21 @@ from rollup.plan import (
     LEVEL_1M,
     WINDOW_NS,
     DirtyJob,
-    RollupQuery,
     as_datetime,
+    boolean_fields,
     chunked,
     closed_until,
+    device_params,
     dirty_jobs,
     first_progress,
+    flag_statement,
     frontier_chunks,
     parse_dirty,
-    render,
-    rollup_queries,
+    parse_stats,
+    parse_true_counts,
+    rollup_lines,
     seconds_ns,
+    stats_statement,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +62,7 @@ DIRTY_LOOKBACK = timedelta(days=31)
 PROGRESS_LOOKBACK = timedelta(days=400)
 # The most dirty hours read per pass; the rest wait for the next pass of the same run.
 DIRTY_PAGE = 20_000
+WRITE_BATCH_LINES = 5000
 Clock = Callable[[], int]
 
 
@@ -84,23 +91,46 @@ class RollupStore:
         self.raw = settings.influxdb_bucket
         self.bucket_1m = settings.influxdb_bucket_1m
         self.bucket_1h = settings.influxdb_bucket_1h
+        # InfluxQL goes through the v1-compatible /query endpoint, which influxdb-client does
+        # not wrap: one HTTP session with the same URL, token and timeout.
+        self._url = settings.influxdb_url.rstrip("/")
+        self._timeout_s = settings.rollup_timeout_seconds
+        self._http = requests.Session()
+        secret = settings.rollup_token or settings.influxdb_token
+        if secret is not None:
+            self._http.headers["Authorization"] = f"Token {secret.get_secret_value()}"
+        self._http.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def influxql(self, statement: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Run one InfluxQL statement on the raw bucket (its virtual v1 database); its series."""
+        response = self._http.post(
+            f"{self._url}/query",
+            params={"db": self.raw, "epoch": "ns"},
+            data={"q": statement, "params": json.dumps(dict(params))},
+            timeout=self._timeout_s,
+        )
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"InfluxDB /query answered {response.status_code}: {response.text[:300]}"
+            )
+        results = response.json().get("results") or [{}]
+        first = results[0]
+        if "error" in first:
+            raise RuntimeError(f"InfluxDB /query failed: {first['error']}")
+        return list(first.get("series") or [])
 
     def target(self, level: str) -> str:
         return self.bucket_1m if level == LEVEL_1M else self.bucket_1h
 
-    def query(
-        self, name: str, params: Mapping[str, object], parts: Mapping[str, str] | None = None
-    ) -> list[dict[str, Any]]:
-        text = render(query_text(name), parts) if parts else query_text(name)
+    def query(self, name: str, params: Mapping[str, object]) -> list[dict[str, Any]]:
+        text = query_text(name)
         tables = self._client.query_api().query(
             text, org=self._org, params={f"_{key}": value for key, value in params.items()}
         )
         return [dict(record.values) for table in tables for record in table.records]
-
-    def run(self, query: RollupQuery) -> int:
-        """Run one rollup query; the number of rollup points it wrote."""
-        rows = self.query(query.template, query.params, query.text_parts)
-        return sum(int(row.get("_value") or 0) for row in rows)
 
     def progress(self, now_ns: int) -> dict[str, int]:
         rows = self.query(
@@ -116,13 +146,6 @@ class RollupStore:
         )
         return sorted({str(row["_value"]) for row in rows if row.get("_value")})
 
-    def boolean_fields(self, start_ns: int, stop_ns: int) -> set[str]:
-        rows = self.query(
-            "boolean_fields",
-            {"raw": self.raw, "start": as_datetime(start_ns), "stop": as_datetime(stop_ns)},
-        )
-        return {str(row["_field"]) for row in rows if isinstance(row.get("_value"), bool)}
-
     def pending(self, now_ns: int, limit: int) -> list[dict[str, Any]]:
         now = as_datetime(now_ns)
         return self.query(
@@ -136,16 +159,17 @@ class RollupStore:
             },
         )
 
-    def write(self, lines: Sequence[str]) -> None:
+    def write(self, lines: Sequence[str], bucket: str | None = None) -> None:
         if not lines:
             return
         with self._client.write_api(write_options=SYNCHRONOUS) as writer:
-            writer.write(
-                bucket=self.bucket_1m,
-                org=self._org,
-                record="\n".join(lines),
-                write_precision=WritePrecision.NS,
-            )
+            for start in range(0, len(lines), WRITE_BATCH_LINES):
+                writer.write(
+                    bucket=bucket or self.bucket_1m,
+                    org=self._org,
+                    record="\n".join(lines[start : start + WRITE_BATCH_LINES]),
+                    write_precision=WritePrecision.NS,
+                )
 
     def write_progress(self, level: str, through_ns: int) -> None:
         self.write(
@@ -206,19 +230,18 @@ class RollupService:
         """Aggregate [start, stop) of `level` for the devices, a device chunk per query."""
         if not devices or stop_ns <= start_ns:
             return
-        flags = self._store.boolean_fields(start_ns, stop_ns)
         for part in chunked(devices, self._chunk):
-            for query in rollup_queries(
-                raw_bucket=self._store.raw,
-                target_bucket=self._store.target(level),
-                level=level,
-                start_ns=start_ns,
-                stop_ns=stop_ns,
-                devices=part,
-                boolean_fields=flags,
-            ):
-                self._store.run(query)
+            params = device_params(part)
+            stats = parse_stats(
+                self._store.influxql(stats_statement(level, start_ns, stop_ns, part), params)
+            )
+            report.queries += 1
+            true_counts: dict[tuple[str, str, int, str], int] = {}
+            for flag in sorted(boolean_fields(stats)):
+                statement = flag_statement(level, start_ns, stop_ns, part, flag)
+                true_counts.update(parse_true_counts(self._store.influxql(statement, params), flag))
                 report.queries += 1
+            self._store.write(rollup_lines(stats, true_counts), self._store.target(level))
 
     # -- the dirty hours
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,8 @@ class ThreadedRollup:
 
     def __init__(self, settings: Settings) -> None:
         self._client = make_client(settings)
-        self.service = RollupService(
-            store=RollupStore(client=self._client, settings=settings), settings=settings
-        )
+        self._store = RollupStore(client=self._client, settings=settings)
+        self.service = RollupService(store=self._store, settings=settings)
         self._thread = threading.Thread(target=self.service.run_forever, daemon=True)
 
     def __enter__(self) -> ThreadedRollup:
@@ -85,6 +85,7 @@ class ThreadedRollup:
     def __exit__(self, *exc: object) -> None:
         self.service.stop()
         self._thread.join(timeout=120)
+        self._store.close()
         self._client.close()  # type: ignore[no-untyped-call]
         assert not self._thread.is_alive(), "rollup service did not stop"
 
@@ -239,11 +240,11 @@ def test_minutes_and_hours_equal_their_raw_points_and_booleans_are_rolled_up(
         datetime.fromtimestamp((first_hour - HOUR_NS) / NS, tz=UTC),
         datetime.fromtimestamp(now / NS, tz=UTC),
     )
-    with make_client(settings) as client:
-        service = RollupService(
-            store=RollupStore(client=client, settings=settings), settings=settings
-        )
-        report = service.run_once()
+    with (
+        make_client(settings) as client,
+        closing(RollupStore(client=client, settings=settings)) as store,
+    ):
+        report = RollupService(store=store, settings=settings).run_once()
     assert report.dirty_hours >= 6
     one_minute = rollup_stats(influxdb, influxdb.bucket_1m, site, *window)
     one_hour = rollup_stats(influxdb, influxdb.bucket_1h, site, *window)

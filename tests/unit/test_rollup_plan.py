@@ -11,16 +11,20 @@ from rollup.plan import (
     LEVEL_1M,
     DirtyHour,
     as_datetime,
+    boolean_fields,
     chunked,
     closed_until,
     datetime_ns,
+    device_params,
     dirty_jobs,
+    flag_statement,
     frontier_chunks,
     parse_dirty,
-    render,
-    rollup_queries,
+    parse_stats,
+    parse_true_counts,
+    rollup_lines,
+    stats_statement,
 )
-from rollup.service import query_text
 
 S = 1_000_000_000
 MINUTE = 60 * S
@@ -50,54 +54,55 @@ def test_devices_are_chunked() -> None:
         chunked(["a"], 0)
 
 
-def test_numeric_and_boolean_queries_select_by_parameter_names_only() -> None:
-    queries = rollup_queries(
-        raw_bucket="raw",
-        target_bucket="raw_1m",
-        level=LEVEL_1M,
-        start_ns=10 * HOUR,
-        stop_ns=11 * HOUR,
-        devices=["cam-1", "cam-2"],
-        boolean_fields={"camera_ok"},
+def test_the_statement_binds_device_names_and_groups_by_series_and_window() -> None:
+    text = stats_statement(LEVEL_1M, 10 * HOUR, 11 * HOUR, ["cam-1", "cam-2"])
+    assert text == (
+        "SELECT mean(*), min(*), max(*), count(*) FROM telemetry "
+        f"WHERE time >= {10 * HOUR} AND time < {11 * HOUR} "
+        "AND (device = $d0 OR device = $d1) GROUP BY time(1m), * fill(none)"
     )
-    numeric, flags = queries
-    assert numeric.text_parts == {
-        "devices": "r.device == _d0 or r.device == _d1",
-        "numeric": "r._field != _b0",
-    }
-    assert flags.text_parts["flags"] == "r._field == _b0"
-    assert numeric.params["d1"] == "cam-2" and numeric.params["b0"] == "camera_ok"
-    text = render(query_text(numeric.template), numeric.text_parts)
-    assert "cam-1" not in text and "${" not in text
-    # Pushed down: nothing between filter and aggregateWindow in any branch.
-    assert text.count("|> aggregateWindow(") == 4
-    assert "types.isType" not in text
-
-
-def test_without_booleans_there_is_one_query_and_no_field_filter() -> None:
-    (query,) = rollup_queries(
-        raw_bucket="raw",
-        target_bucket="raw_1h",
-        level=LEVEL_1H,
-        start_ns=0,
-        stop_ns=HOUR,
-        devices=["d"],
-        boolean_fields=(),
-    )
-    assert query.text_parts["numeric"] == "true"
+    assert device_params(["cam-1", "cam-2"]) == {"d0": "cam-1", "d1": "cam-2"}
+    assert "time(1h)" in stats_statement(LEVEL_1H, 0, HOUR, ["d"])
+    assert '"camera_ok" = true' in flag_statement(LEVEL_1M, 0, MINUTE, ["d"], "camera_ok")
 
 
 def test_names_outside_the_contract_never_reach_a_query() -> None:
     with pytest.raises(ValueError, match="device name"):
-        rollup_queries(
-            raw_bucket="r",
-            target_bucket="t",
-            level=LEVEL_1M,
-            start_ns=0,
-            stop_ns=MINUTE,
-            devices=['x" or true'],
-            boolean_fields=(),
-        )
+        stats_statement(LEVEL_1M, 0, MINUTE, ["x' OR 1=1"])
+    with pytest.raises(ValueError, match="field name"):
+        flag_statement(LEVEL_1M, 0, MINUTE, ["d"], 'x" = true OR "y')
+
+
+SERIES = [
+    {
+        "name": "telemetry",
+        "tags": {"device": "d", "site": "s"},
+        "columns": [
+            "time", "mean_cpu", "min_camera_ok", "min_cpu", "max_camera_ok", "max_cpu",
+            "count_camera_ok", "count_cpu",
+        ],
+        "values": [[10 * HOUR, 3.0, False, 1.0, True, 5.0, 4, 3]],
+    }
+]  # fmt: skip
+TRUES = [
+    {"tags": {"device": "d", "site": "s"}, "columns": ["time", "count"], "values": [[10 * HOUR, 3]]}
+]
+
+
+def test_numbers_keep_their_stats_and_a_boolean_becomes_zero_or_one() -> None:
+    stats = parse_stats(SERIES)
+    assert boolean_fields(stats) == {"camera_ok"}
+    assert rollup_lines(stats, parse_true_counts(TRUES, "camera_ok")) == [
+        f"telemetry,device=d,site=s,stat=mean camera_ok=0.75,cpu=3.0 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=min camera_ok=0.0,cpu=1.0 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=max camera_ok=1.0,cpu=5.0 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=count camera_ok=4.0,cpu=3.0 {10 * HOUR}",
+    ]
+
+
+def test_a_boolean_window_without_true_counts_had_none_true() -> None:
+    first = rollup_lines(parse_stats(SERIES), {})[0]
+    assert first.startswith("telemetry,device=d,site=s,stat=mean camera_ok=0.0,")
 
 
 def test_dirty_hours_leave_what_the_frontier_has_not_reached_to_it() -> None:
