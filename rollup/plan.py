@@ -179,6 +179,53 @@ def parse_true_counts(
     return counts
 
 
+@dataclass
+class _HourFold:
+    count: int = 0
+    total: float = 0.0
+    low: float | bool | None = None
+    high: float | bool | None = None
+    flag: bool = False
+
+
+def fold_to_hours(
+    stats: Mapping[SeriesKey, Stats], true_counts: Mapping[tuple[str, str, int, str], int]
+) -> tuple[dict[SeriesKey, Stats], dict[tuple[str, str, int, str], int]]:
+    """Minute stats of whole hours folded into hour stats, exactly as a raw hour would give:
+    the mean weighted by each minute's count (so it is the plain mean of the hour's raw
+    points), the min of the mins, the max of the maxes, the sum of the counts and trues."""
+    folds: dict[SeriesKey, dict[str, _HourFold]] = {}
+    for (site, device, window_ns), fields in stats.items():
+        hour = folds.setdefault((site, device, floor_to(window_ns, ROLLUP_HOUR_NS)), {})
+        for name, values in fields.items():
+            count, mean = values.get("count"), values.get("mean")
+            low, high = values.get("min"), values.get("max")
+            if not isinstance(count, int | float) or count <= 0:
+                continue
+            fold = hour.setdefault(name, _HourFold())
+            fold.count += int(count)
+            if isinstance(mean, int | float) and not isinstance(mean, bool):
+                fold.total += float(mean) * count
+            if isinstance(low, bool) or isinstance(high, bool):
+                fold.flag = True
+            if isinstance(low, int | float):
+                fold.low = low if fold.low is None else min(fold.low, low)
+            if isinstance(high, int | float):
+                fold.high = high if fold.high is None else max(fold.high, high)
+    hours: dict[SeriesKey, Stats] = {}
+    for hour_key, hour_folds in folds.items():
+        for metric, fold in hour_folds.items():
+            folded: dict[str, object] = {"count": fold.count, "min": fold.low, "max": fold.high}
+            if not fold.flag:
+                folded["mean"] = fold.total / fold.count
+            hours.setdefault(hour_key, {})[metric] = folded
+    trues: dict[tuple[str, str, int, str], int] = {}
+    for (site, device, window_ns, name), count in true_counts.items():
+        true_key = (site, device, floor_to(window_ns, ROLLUP_HOUR_NS), name)
+        trues[true_key] = trues.get(true_key, 0) + count
+    return hours, trues
+
+
 def rollup_lines(
     stats: Mapping[SeriesKey, Stats], true_counts: Mapping[tuple[str, str, int, str], int]
 ) -> list[str]:

@@ -42,6 +42,7 @@ from rollup.plan import (
     dirty_jobs,
     first_progress,
     flag_statement,
+    fold_to_hours,
     frontier_chunks,
     parse_dirty,
     parse_stats,
@@ -225,9 +226,20 @@ class RollupService:
             report.windows[level] += (stop - start) // WINDOW_NS[level]
 
     def aggregate(
-        self, level: str, start_ns: int, stop_ns: int, devices: Sequence[str], report: RunReport
+        self,
+        level: str,
+        start_ns: int,
+        stop_ns: int,
+        devices: Sequence[str],
+        report: RunReport,
+        *,
+        with_hours: bool = False,
     ) -> None:
-        """Aggregate [start, stop) of `level` for the devices, a device chunk per query."""
+        """Aggregate [start, stop) of `level` for the devices, a device chunk per query.
+
+        `with_hours` (minutes of whole hours only): also write the hours, folded from the
+        minutes (exact: count-weighted), instead of reading the raw points a second time.
+        """
         if not devices or stop_ns <= start_ns:
             return
         for part in chunked(devices, self._chunk):
@@ -242,6 +254,10 @@ class RollupService:
                 true_counts.update(parse_true_counts(self._store.influxql(statement, params), flag))
                 report.queries += 1
             self._store.write(rollup_lines(stats, true_counts), self._store.target(level))
+            if with_hours:
+                self._store.write(
+                    rollup_lines(*fold_to_hours(stats, true_counts)), self._store.bucket_1h
+                )
 
     # -- the dirty hours
 
@@ -267,10 +283,15 @@ class RollupService:
 
     def redo(self, job: DirtyJob, report: RunReport) -> None:
         """Re-aggregate one dirty job, then record it done (the marker values it saw)."""
-        end = job.hour_ns + ROLLUP_HOUR_NS
-        self.aggregate(LEVEL_1M, job.hour_ns, job.minutes_stop_ns, job.devices, report)
-        if job.hour_closed:
-            self.aggregate(LEVEL_1H, job.hour_ns, end, job.devices, report)
+        # A closed hour lies below the minute frontier too, so all its minutes are read here.
+        self.aggregate(
+            LEVEL_1M,
+            job.hour_ns,
+            job.minutes_stop_ns,
+            job.devices,
+            report,
+            with_hours=job.hour_closed and job.minutes_stop_ns == job.hour_ns + ROLLUP_HOUR_NS,
+        )
         self._store.write(
             [
                 line(
@@ -298,8 +319,7 @@ class RollupService:
             if self.stopping:
                 break
             devices = self._store.devices(hour, hour + ROLLUP_HOUR_NS)
-            self.aggregate(LEVEL_1M, hour, hour + ROLLUP_HOUR_NS, devices, report)
-            self.aggregate(LEVEL_1H, hour, hour + ROLLUP_HOUR_NS, devices, report)
+            self.aggregate(LEVEL_1M, hour, hour + ROLLUP_HOUR_NS, devices, report, with_hours=True)
             report.windows[LEVEL_1M] += 60
             report.windows[LEVEL_1H] += 1
         report.seconds = time.monotonic() - started

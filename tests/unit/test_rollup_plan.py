@@ -18,6 +18,7 @@ from rollup.plan import (
     device_params,
     dirty_jobs,
     flag_statement,
+    fold_to_hours,
     frontier_chunks,
     parse_dirty,
     parse_stats,
@@ -138,3 +139,26 @@ def test_pending_rows_become_dirty_hours_and_odd_rows_are_skipped() -> None:
 
 def test_times_round_trip() -> None:
     assert datetime_ns(as_datetime(1_764_237_600 * S)) == 1_764_237_600 * S
+
+
+def test_minutes_fold_into_the_hour_a_raw_read_would_give() -> None:
+    series = [
+        {
+            "tags": {"device": "d", "site": "s"},
+            "columns": ["time", "mean_cpu", "min_cpu", "max_cpu", "count_cpu",
+                        "min_ok", "max_ok", "count_ok"],
+            "values": [
+                [10 * HOUR, 2.0, 1.0, 3.0, 2, True, True, 2],  # raw cpu 1, 3
+                [10 * HOUR + MINUTE, 6.0, 6.0, 6.0, 1, False, True, 4],  # raw cpu 6
+            ],
+        }
+    ]  # fmt: skip
+    trues = {("s", "d", 10 * HOUR, "ok"): 2, ("s", "d", 10 * HOUR + MINUTE, "ok"): 1}
+    hours, hour_trues = fold_to_hours(parse_stats(series), trues)
+    assert rollup_lines(hours, hour_trues) == [
+        # (1 + 3 + 6) / 3 raw points, not (2 + 6) / 2 minutes; ok: 3 true of 6.
+        f"telemetry,device=d,site=s,stat=mean cpu={10 / 3!r},ok=0.5 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=min cpu=1.0,ok=0.0 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=max cpu=6.0,ok=1.0 {10 * HOUR}",
+        f"telemetry,device=d,site=s,stat=count cpu=3.0,ok=6.0 {10 * HOUR}",
+    ]
