@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
 from contextlib import closing
 from types import FrameType
@@ -44,6 +45,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Signals first: a SIGTERM while the service is still starting is a clean stop too.
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %d: stopping after the current query", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     # Imported here so `edgewatch --help` does not pay for the InfluxDB client.
     from rollup.service import RollupService, RollupStore, make_client  # noqa: PLC0415
 
@@ -54,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         make_client(settings) as client,
         closing(RollupStore(client=client, settings=settings)) as store,
     ):
-        service = RollupService(store=store, settings=settings)
+        service = RollupService(store=store, settings=settings, stop_event=stop)
         if args.backfill_hours:
             started = time.monotonic()
             report = service.backfill_hours(time.time_ns(), args.backfill_hours)
@@ -71,12 +81,5 @@ def run(args: argparse.Namespace) -> int:
                 f"{report.seconds:.2f} s"
             )
             return 0
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %d: stopping after the current query", signum)
-            service.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         service.run_forever()
     return 0

@@ -187,6 +187,7 @@ class RollupService:
         store: RollupStore,
         settings: Settings,
         clock: Clock = time.time_ns,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
@@ -194,7 +195,7 @@ class RollupService:
         self._grace_ns = seconds_ns(settings.rollup_grace_seconds)
         self._catch_up_ns = seconds_ns(settings.rollup_first_catch_up_seconds)
         self._chunk = settings.rollup_devices_per_query
-        self._stop = threading.Event()
+        self._stop = stop_event or threading.Event()
         # After InfluxDB failed us, the frontier waits this long once it answers again, so that
         # what the ingest held meanwhile is stored before its windows are aggregated.
         self._hold_frontier_until_ns = 0

@@ -367,7 +367,13 @@ def test_a_killed_rollup_service_loses_no_dirty_hour(
         return len(minutes) == len(devices) * 180 and len(hours) == len(devices) * 3
 
     wait_until(complete, LATE_DATA_DEADLINE_SECONDS, "every dirty hour after the restart", poll=2)
-    assert rollup_process.terminate() == 0
+    wait_until(
+        lambda: rollup_process.log_text().count("rollup service started") >= 2,
+        60,
+        "the restarted service",
+        poll=0.2,
+    )
+    assert rollup_process.terminate() == 0  # SIGTERM: a clean stop
     one_hour = rollup_stats(influxdb, influxdb.bucket_1h, site, *window)
     for device in devices:
         for h in range(3):
