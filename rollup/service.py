@@ -210,14 +210,18 @@ class RollupService:
 
     # -- the frontier
 
+    def start_progress(self, now_ns: int, progress: dict[str, int]) -> None:
+        """A level without stored progress starts `first_catch_up` back, stored at once: the
+        dirty hours below it are the dirty pass's, the windows from it on the frontier's."""
+        for level in (LEVEL_1M, LEVEL_1H):
+            if level not in progress:
+                through = first_progress(now_ns, level, self._grace_ns, self._catch_up_ns)
+                self._store.write_progress(level, through)
+                progress[level] = through
+
     def advance(self, level: str, now_ns: int, progress: dict[str, int], report: RunReport) -> None:
         until = closed_until(now_ns, level, self._grace_ns)
-        through = progress.get(level)
-        if through is None:
-            # Stored at once: the dirty hours below it are theirs, what is above the frontier's.
-            through = first_progress(now_ns, level, self._grace_ns, self._catch_up_ns)
-            self._store.write_progress(level, through)
-            progress[level] = through
+        through = progress[level]
         for start, stop in frontier_chunks(through, until, level):
             if self.stopping:
                 return
@@ -333,10 +337,14 @@ class RollupService:
         now_ns = self._clock()
         report = RunReport()
         progress = self._store.progress(now_ns)
+        self.start_progress(now_ns, progress)
+        # Late data first: it has a promise (in the rollups within 3 minutes), while the
+        # frontier only has to keep up; on a large fleet it catches up minutes in one pass at
+        # about the cost of one (the work is per series more than per point).
+        self.backfill_dirty(now_ns, progress, report)
         if now_ns >= self._hold_frontier_until_ns:
             for level in (LEVEL_1M, LEVEL_1H):
                 self.advance(level, now_ns, progress, report)
-        self.backfill_dirty(now_ns, progress, report)
         report.progress = dict(progress)
         report.seconds = time.monotonic() - started
         return report
