@@ -35,21 +35,18 @@ from rollup.plan import (
     WINDOW_NS,
     DirtyJob,
     as_datetime,
-    boolean_fields,
     chunked,
     closed_until,
     device_params,
     dirty_jobs,
     first_progress,
-    flag_statement,
     fold_to_hours,
     frontier_chunks,
     parse_dirty,
-    parse_stats,
-    parse_true_counts,
+    points_statement,
     rollup_lines,
     seconds_ns,
-    stats_statement,
+    stats_from_points,
 )
 
 logger = logging.getLogger(__name__)
@@ -248,16 +245,11 @@ class RollupService:
         if not devices or stop_ns <= start_ns:
             return
         for part in chunked(devices, self._chunk):
-            params = device_params(part)
-            stats = parse_stats(
-                self._store.influxql(stats_statement(level, start_ns, stop_ns, part), params)
+            series = self._store.influxql(
+                points_statement(start_ns, stop_ns, part), device_params(part)
             )
             report.queries += 1
-            true_counts: dict[tuple[str, str, int, str], int] = {}
-            for flag in sorted(boolean_fields(stats)):
-                statement = flag_statement(level, start_ns, stop_ns, part, flag)
-                true_counts.update(parse_true_counts(self._store.influxql(statement, params), flag))
-                report.queries += 1
+            stats, true_counts = stats_from_points(series, WINDOW_NS[level])
             self._store.write(rollup_lines(stats, true_counts), self._store.target(level))
             if with_hours:
                 self._store.write(

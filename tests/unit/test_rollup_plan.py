@@ -11,20 +11,17 @@ from rollup.plan import (
     LEVEL_1M,
     DirtyHour,
     as_datetime,
-    boolean_fields,
     chunked,
     closed_until,
     datetime_ns,
     device_params,
     dirty_jobs,
-    flag_statement,
     fold_to_hours,
     frontier_chunks,
     parse_dirty,
-    parse_stats,
-    parse_true_counts,
+    points_statement,
     rollup_lines,
-    stats_statement,
+    stats_from_points,
 )
 
 S = 1_000_000_000
@@ -55,55 +52,47 @@ def test_devices_are_chunked() -> None:
         chunked(["a"], 0)
 
 
-def test_the_statement_binds_device_names_and_groups_by_series_and_window() -> None:
-    text = stats_statement(LEVEL_1M, 10 * HOUR, 11 * HOUR, ["cam-1", "cam-2"])
+def test_the_statement_binds_device_names_and_reads_one_series_per_device() -> None:
+    text = points_statement(10 * HOUR, 11 * HOUR, ["cam-1", "cam-2"])
     assert text == (
-        "SELECT mean(*), min(*), max(*), count(*) FROM telemetry "
-        f"WHERE time >= {10 * HOUR} AND time < {11 * HOUR} "
-        "AND (device = $d0 OR device = $d1) GROUP BY time(1m), * fill(none)"
+        f"SELECT * FROM telemetry WHERE time >= {10 * HOUR} AND time < {11 * HOUR} "
+        "AND (device = $d0 OR device = $d1) GROUP BY *"
     )
     assert device_params(["cam-1", "cam-2"]) == {"d0": "cam-1", "d1": "cam-2"}
-    assert "time(1h)" in stats_statement(LEVEL_1H, 0, HOUR, ["d"])
-    assert '"camera_ok" = true' in flag_statement(LEVEL_1M, 0, MINUTE, ["d"], "camera_ok")
 
 
 def test_names_outside_the_contract_never_reach_a_query() -> None:
     with pytest.raises(ValueError, match="device name"):
-        stats_statement(LEVEL_1M, 0, MINUTE, ["x' OR 1=1"])
-    with pytest.raises(ValueError, match="field name"):
-        flag_statement(LEVEL_1M, 0, MINUTE, ["d"], 'x" = true OR "y')
+        points_statement(0, MINUTE, ["x' OR 1=1"])
 
 
-SERIES = [
+POINTS = [
     {
         "name": "telemetry",
         "tags": {"device": "d", "site": "s"},
-        "columns": [
-            "time", "mean_cpu", "min_camera_ok", "min_cpu", "max_camera_ok", "max_cpu",
-            "count_camera_ok", "count_cpu",
+        "columns": ["time", "camera_ok", "cpu"],
+        "values": [
+            [10 * HOUR + 1 * S, True, 1.0],
+            [10 * HOUR + 20 * S, False, 5.0],
+            [10 * HOUR + 40 * S, True, 3.0],
+            [10 * HOUR + 50 * S, True, None],  # a reading without cpu
+            [10 * HOUR + MINUTE + 1 * S, False, 6.0],
         ],
-        "values": [[10 * HOUR, 3.0, False, 1.0, True, 5.0, 4, 3]],
     }
-]  # fmt: skip
-TRUES = [
-    {"tags": {"device": "d", "site": "s"}, "columns": ["time", "count"], "values": [[10 * HOUR, 3]]}
 ]
 
 
 def test_numbers_keep_their_stats_and_a_boolean_becomes_zero_or_one() -> None:
-    stats = parse_stats(SERIES)
-    assert boolean_fields(stats) == {"camera_ok"}
-    assert rollup_lines(stats, parse_true_counts(TRUES, "camera_ok")) == [
+    stats, trues = stats_from_points(POINTS, MINUTE)
+    assert rollup_lines(stats, trues)[:4] == [
         f"telemetry,device=d,site=s,stat=mean camera_ok=0.75,cpu=3.0 {10 * HOUR}",
         f"telemetry,device=d,site=s,stat=min camera_ok=0.0,cpu=1.0 {10 * HOUR}",
         f"telemetry,device=d,site=s,stat=max camera_ok=1.0,cpu=5.0 {10 * HOUR}",
         f"telemetry,device=d,site=s,stat=count camera_ok=4.0,cpu=3.0 {10 * HOUR}",
     ]
-
-
-def test_a_boolean_window_without_true_counts_had_none_true() -> None:
-    first = rollup_lines(parse_stats(SERIES), {})[0]
-    assert first.startswith("telemetry,device=d,site=s,stat=mean camera_ok=0.0,")
+    assert rollup_lines(stats, trues)[4] == (
+        f"telemetry,device=d,site=s,stat=mean camera_ok=0.0,cpu=6.0 {10 * HOUR + MINUTE}"
+    )
 
 
 def test_dirty_hours_leave_what_the_frontier_has_not_reached_to_it() -> None:
@@ -142,23 +131,8 @@ def test_times_round_trip() -> None:
 
 
 def test_minutes_fold_into_the_hour_a_raw_read_would_give() -> None:
-    series = [
-        {
-            "tags": {"device": "d", "site": "s"},
-            "columns": ["time", "mean_cpu", "min_cpu", "max_cpu", "count_cpu",
-                        "min_ok", "max_ok", "count_ok"],
-            "values": [
-                [10 * HOUR, 2.0, 1.0, 3.0, 2, True, True, 2],  # raw cpu 1, 3
-                [10 * HOUR + MINUTE, 6.0, 6.0, 6.0, 1, False, True, 4],  # raw cpu 6
-            ],
-        }
-    ]  # fmt: skip
-    trues = {("s", "d", 10 * HOUR, "ok"): 2, ("s", "d", 10 * HOUR + MINUTE, "ok"): 1}
-    hours, hour_trues = fold_to_hours(parse_stats(series), trues)
-    assert rollup_lines(hours, hour_trues) == [
-        # (1 + 3 + 6) / 3 raw points, not (2 + 6) / 2 minutes; ok: 3 true of 6.
-        f"telemetry,device=d,site=s,stat=mean cpu={10 / 3!r},ok=0.5 {10 * HOUR}",
-        f"telemetry,device=d,site=s,stat=min cpu=1.0,ok=0.0 {10 * HOUR}",
-        f"telemetry,device=d,site=s,stat=max cpu=6.0,ok=1.0 {10 * HOUR}",
-        f"telemetry,device=d,site=s,stat=count cpu=3.0,ok=6.0 {10 * HOUR}",
-    ]
+    minutes = rollup_lines(*fold_to_hours(*stats_from_points(POINTS, MINUTE)))
+    hour = rollup_lines(*stats_from_points(POINTS, HOUR))
+    # (1 + 5 + 3 + 6) / 4 raw points, not the mean of the minute means (3 and 6).
+    assert minutes == hour
+    assert hour[0] == f"telemetry,device=d,site=s,stat=mean camera_ok=0.6,cpu=3.75 {10 * HOUR}"
