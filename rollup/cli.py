@@ -65,21 +65,29 @@ def run(args: argparse.Namespace) -> int:
         closing(RollupStore(client=client, settings=settings)) as store,
     ):
         service = RollupService(store=store, settings=settings, stop_event=stop)
-        if args.backfill_hours:
-            started = time.monotonic()
-            report = service.backfill_hours(time.time_ns(), args.backfill_hours)
-            print(
-                f"backfilled {args.backfill_hours} h: {report.queries} queries in "
-                f"{time.monotonic() - started:.1f} s"
-            )
-            return 0
-        if args.once:
-            report = service.run_once()
-            print(
-                f"rollup pass: {report.windows['1m']} minute(s), {report.windows['1h']} hour(s), "
-                f"{report.dirty_hours} dirty device-hour(s), {report.queries} queries in "
-                f"{report.seconds:.2f} s"
-            )
-            return 0
+        try:
+            if args.backfill_hours:
+                started = time.monotonic()
+                report = service.backfill_hours(time.time_ns(), args.backfill_hours)
+                print(
+                    f"backfilled {args.backfill_hours} h: {report.queries} queries in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
+                return 0
+            if args.once:
+                report = service.run_once()
+                print(
+                    f"rollup pass: {report.windows['1m']} minute(s), "
+                    f"{report.windows['1h']} hour(s), {report.dirty_hours} dirty device-hour(s), "
+                    f"{report.queries} queries in {report.seconds:.2f} s"
+                )
+                return 0
+        except Exception as exc:  # the client libraries' errors: said in words, no traceback
+            logger.debug("rollup pass failed", exc_info=True)
+            raise RuntimeError(
+                f"the rollup pass against InfluxDB at {settings.influxdb_url} failed: {exc}; "
+                "is it running (`edgewatch stack up`) and is the token one with read access "
+                "to the raw bucket and write access to the rollup buckets?"
+            ) from None
         service.run_forever()
     return 0
