@@ -1,9 +1,10 @@
 """`edgewatch demo`: the whole system on localhost, for a first look and for demos.
 
-Room: `stack`. Starts the local stack if needed, then the ingest, the fleet simulator and the
-dashboard as child processes, each with only its own secrets (`stack env --service`), over
-TLS to the broker. Touches: the state dir (logs, demo logins) and the children it starts,
-which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for `stack down`.
+Room: `stack`. Starts the local stack if needed, then the ingest, the rollup service, the fleet
+simulator and the dashboard as child processes, each with only its own secrets (`stack env
+--service`), over TLS to the broker. Touches: the state dir (logs, demo logins) and the
+children it starts, which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for
+`stack down`.
 """
 
 from __future__ import annotations
@@ -120,11 +121,13 @@ def ensure_demo_logins(settings: Settings, paths: StackPaths) -> dict[str, str]:
 def demo_children(
     settings: Settings, paths: StackPaths, *, sites: int, devices: int, seed: int
 ) -> list[Child]:
-    """The ingest, the simulator and the dashboard, each with only its own secrets."""
+    """The ingest, the rollup service, the simulator and the dashboard, each with only its
+    own secrets."""
     cli = [sys.executable, "-m", "edgewatch.cli"]
     simulate = ["simulate", "--sites", str(sites), "--devices", str(devices), "--seed", str(seed)]
     commands = {
         "ingest": ["ingest"],
+        "rollup": ["rollup"],
         "simulator": simulate,
         "dashboard": ["dashboard", "--port", str(settings.dashboard_port)],
     }
@@ -187,7 +190,7 @@ def run_demo(
         for name, password in logins.items():
             print(f"  sign in as {name} / {password}")
         print(
-            "Ctrl-C stops the ingest, simulator and dashboard; "
+            "Ctrl-C stops the ingest, rollup service, simulator and dashboard; "
             "`edgewatch stack down` stops the stack.\n",
             flush=True,
         )
@@ -203,5 +206,5 @@ def run_demo(
         for child in reversed(children):
             child.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("stopped the ingest, simulator and dashboard", file=sys.stderr)
+        print("stopped the ingest, rollup service, simulator and dashboard", file=sys.stderr)
     return 0
