@@ -3,7 +3,9 @@
 Long ranges freeze dashboards when every raw point goes to the browser (thingsboard#8489),
 and a tool that does not switch to rolled-up data by range reads far too much (influxdb#4605).
 So the range picks the source (raw, 1-minute or 1-hour rollups) and an aggregation window
-that keeps every series at or under `MAX_POINTS_PER_SERIES`. No I/O, no clock: `now` is passed.
+that keeps every series at or under `MAX_POINTS_PER_SERIES`; and since each bucket keeps its
+data for a different time, a range that starts before a bucket's retention reads the next
+coarser one that still holds it. No I/O, no clock: `now` is passed.
 """
 
 from __future__ import annotations
@@ -113,12 +115,38 @@ def format_window(seconds: int) -> str:
     return f"{seconds} s"
 
 
+SOURCE_ORDER: tuple[Source, ...] = (Source.RAW, Source.ROLLUP_1M, Source.ROLLUP_1H)
+# How long each bucket keeps data (None: forever); stack/bootstrap.py sets the same.
+RETENTION: dict[Source, timedelta | None] = {
+    Source.RAW: RAW_RETENTION,
+    Source.ROLLUP_1M: ROLLUP_1M_RETENTION,
+    Source.ROLLUP_1H: None,
+}
+
+
 def choose_source(span: timedelta) -> Source:
-    """Raw up to a day, 1-minute rollups up to a week, 1-hour rollups beyond."""
+    """By span alone: raw up to a day, 1-minute rollups up to a week, 1-hour rollups beyond."""
     if span <= RAW_MAX_SPAN:
         return Source.RAW
     if span <= ROLLUP_1M_MAX_SPAN:
         return Source.ROLLUP_1M
+    return Source.ROLLUP_1H
+
+
+def holds(source: Source, start: datetime, now: datetime) -> bool:
+    """Whether `source` still keeps data from `start` on (InfluxDB expires whole shards past
+    the retention, so nothing older than `now - retention` is certain to be there)."""
+    retention = RETENTION[source]
+    return retention is None or start >= now - retention
+
+
+def source_for(time_range: TimeRange, now: datetime) -> Source:
+    """The source the span calls for, or the first coarser one that still holds the start:
+    a 1-day range 40 days ago reads the 1-minute rollups, raw data being kept 30 days."""
+    wanted = SOURCE_ORDER.index(choose_source(time_range.span))
+    for source in SOURCE_ORDER[wanted:]:
+        if holds(source, time_range.start, now):
+            return source
     return Source.ROLLUP_1H
 
 
@@ -140,9 +168,18 @@ def window_for(span: timedelta, source: Source, max_points: int = MAX_POINTS_PER
     return weeks * 604800
 
 
-def plan_for(time_range: TimeRange, max_points: int = MAX_POINTS_PER_SERIES) -> QueryPlan:
-    """The source and window for a range: bounded points per series, whatever the range."""
-    source = choose_source(time_range.span)
+def plan_for(
+    time_range: TimeRange,
+    max_points: int = MAX_POINTS_PER_SERIES,
+    *,
+    now: datetime | None = None,
+) -> QueryPlan:
+    """The source and window for a range: bounded points per series, whatever the range.
+
+    `now` decides which buckets still hold the range's start; it defaults to the range's end,
+    which is right for the presets (they end now) but not for a custom range in the past.
+    """
+    source = source_for(time_range, now if now is not None else time_range.stop)
     return QueryPlan(source=source, window_seconds=window_for(time_range.span, source, max_points))
 
 

@@ -27,6 +27,14 @@ MEASUREMENT_LAST_SEEN = "device_last_seen"
 # message overwrites its hour's point, so the newest point holds the exact newest receipt,
 # and a year costs 8,760 points per device instead of one per message.
 LAST_SEEN_GRANULARITY_NS = 3600 * 1_000_000_000
+MEASUREMENT_ROLLUP_DIRTY = "rollup_dirty"
+
+# A reading is late for the rollups when it reaches the ingest this long after its minute
+# closed; the rollup service aggregates a closed minute only after this (plus a grace for
+# the write), so every reading is either in the minute's first aggregate or marked dirty.
+ROLLUP_LATE_AFTER_NS = 60 * 1_000_000_000
+ROLLUP_MINUTE_NS = 60 * 1_000_000_000
+ROLLUP_HOUR_NS = 3600 * 1_000_000_000
 
 ROLLUP_STATS: tuple[str, ...] = ("mean", "min", "max")
 
@@ -140,10 +148,50 @@ def alert_line(message: AlertEvent) -> str:
     )
 
 
-def message_lines(message: DeviceMessage) -> list[str]:
-    """All lines one accepted message becomes."""
+def _minute_end(ts_ns: int) -> int:
+    return ts_ns - ts_ns % ROLLUP_MINUTE_NS + ROLLUP_MINUTE_NS
+
+
+def late_hours(message: Telemetry, received_ns: int) -> list[int]:
+    """Start (ns) of each hour holding a reading that came too late for its minute's rollup.
+
+    Late: received `ROLLUP_LATE_AFTER_NS` or more after the end of the reading's minute.
+    """
+    hours = {
+        reading.ts_ns - reading.ts_ns % ROLLUP_HOUR_NS
+        for reading in message.readings
+        if received_ns >= _minute_end(reading.ts_ns) + ROLLUP_LATE_AFTER_NS
+    }
+    return sorted(hours)
+
+
+def rollup_dirty_lines(message: Telemetry, received_ns: int) -> list[str]:
+    """One marker per (device, hour) that got late readings: the rollup service re-aggregates
+    that device's minutes of the hour and the hour itself (rollup/, docs/architecture.md).
+
+    Stamped with the hour's start, so a device's markers are one point per hour; the field is
+    the receipt time, so a later late message for the same hour changes the point and the
+    service sees the hour as dirty again (its done-record holds the value it aggregated).
+    """
+    tags = {"site": message.site, "device": message.device}
+    return [
+        line(MEASUREMENT_ROLLUP_DIRTY, tags, {"received_ns": received_ns}, hour)
+        for hour in late_hours(message, received_ns)
+    ]
+
+
+def message_lines(message: DeviceMessage, *, received_ns: int | None = None) -> list[str]:
+    """All lines one accepted message becomes.
+
+    With `received_ns` (when the ingest got the message), a telemetry message whose readings
+    came late for the rollups also gets its `rollup_dirty` markers, last, so that a marker is
+    never stored without the readings it points at.
+    """
     if isinstance(message, Telemetry):
-        return list(telemetry_lines(message))
+        lines = list(telemetry_lines(message))
+        if received_ns is not None:
+            lines.extend(rollup_dirty_lines(message, received_ns))
+        return lines
     if isinstance(message, AlertEvent):
         return [alert_line(message)]
     return [status_line(message)]

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     ingest_stats_interval_seconds: float = Field(5.0, alias="EDGEWATCH_STATS_INTERVAL_SECONDS")
     ingest_instance: str = Field("ingest-1", alias="EDGEWATCH_INGEST_INSTANCE")
 
+    # Rollup service (`edgewatch rollup`): fills the 1-minute and 1-hour buckets.
+    # Its token reads the raw bucket and reads/writes the rollup buckets (stack bootstrap).
+    rollup_token: SecretStr | None = Field(None, alias="EDGEWATCH_ROLLUP_TOKEN")
+    rollup_interval_seconds: float = Field(60.0, gt=0, alias="EDGEWATCH_ROLLUP_INTERVAL_SECONDS")
+    # A closed minute is aggregated once it closed the ingest's late threshold (60 s) plus
+    # this grace ago: the grace covers the ingest's write of readings that came in time.
+    rollup_grace_seconds: float = Field(30.0, ge=0, alias="EDGEWATCH_ROLLUP_GRACE_SECONDS")
+    rollup_devices_per_query: int = Field(500, ge=1, alias="EDGEWATCH_ROLLUP_DEVICES_PER_QUERY")
+    rollup_timeout_seconds: float = Field(300.0, gt=0, alias="EDGEWATCH_ROLLUP_TIMEOUT_SECONDS")
+    # With no stored progress (a new install), the frontier starts this far back.
+    rollup_first_catch_up_seconds: float = Field(
+        3 * 3600.0, ge=0, alias="EDGEWATCH_ROLLUP_FIRST_CATCH_UP_SECONDS"
+    )
+
     # Dashboard
     dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
     dashboard_refresh_seconds: float = Field(10.0, alias="EDGEWATCH_REFRESH_SECONDS")

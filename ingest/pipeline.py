@@ -70,7 +70,7 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
     if isinstance(decoded, Rejected):
         return dead_letter_entry(decoded, ack_token=message.ack_token, payload=message.payload)
     try:
-        lines = tuple(message_lines(decoded))
+        lines = tuple(message_lines(decoded, received_ns=message.received_ns))
         state = tuple(state_lines(decoded, heard_ns(decoded, message)))
     except Exception as exc:
         # The decoder should make this impossible; if it ever is not, the message is

@@ -1,8 +1,9 @@
 """stack room: idempotent InfluxDB setup through its HTTP API.
 
-Creates the org, the five buckets of docs/architecture.md, the two rollup tasks (Flux kept in
-`stack/flux/`) and least-privilege tokens, and keeps the credentials in a 0600 JSON file.
-A re-run finds everything by name and changes nothing. Touches: one InfluxDB over HTTP, the
+Creates the org, the five buckets of docs/architecture.md and least-privilege tokens, removes
+the rollup tasks of earlier versions (the rollup service, `edgewatch rollup`, replaced them),
+and keeps the credentials in a 0600 JSON file. A re-run finds everything by name and changes
+nothing. Touches: one InfluxDB over HTTP, the
 credentials file.
 """
 
@@ -14,7 +15,6 @@ import os
 import re
 import secrets
 import string
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,20 +24,20 @@ from typing import Any, cast
 
 logger = logging.getLogger(__name__)
 
-FLUX_DIR = Path(__file__).with_name("flux")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 ADMIN_USER = "admin"
 DAY_SECONDS = 86400
 RAW_RETENTION_SECONDS = 30 * DAY_SECONDS
 RETENTION_1M_SECONDS = 400 * DAY_SECONDS
 INFINITE = 0
-TASK_1M = "edgewatch-rollup-1m"
-TASK_1H = "edgewatch-rollup-1h"
+# Rollup tasks of earlier versions: removed by bootstrap (their look-back missed late data and
+# their filter could not be pushed down to storage; docs/architecture.md, "Rollups").
+OLD_ROLLUP_TASKS = ("edgewatch-rollup-1m", "edgewatch-rollup-1h")
 INGEST_TOKEN_DESCRIPTION = "edgewatch-ingest"  # noqa: S105 - a label, not a secret
 DASHBOARD_TOKEN_DESCRIPTION = "edgewatch-dashboard"  # noqa: S105 - a label, not a secret
+ROLLUP_TOKEN_DESCRIPTION = "edgewatch-rollup"  # noqa: S105 - a label, not a secret
 ALERTER_TOKEN_DESCRIPTION = "edgewatch-alerter"  # noqa: S105 - a label, not a secret
 HTTP_TIMEOUT_SECONDS = 30.0
-TASK_RUN_TIMEOUT_SECONDS = 60.0
 
 JSON = dict[str, Any]
 
@@ -56,10 +56,6 @@ def render_flux(template: str, **names: str) -> str:
         return string.Template(template).substitute(safe)
     except KeyError as exc:
         raise ValueError(f"flux template needs a value for {exc.args[0]}") from None
-
-
-def load_flux(filename: str, **names: str) -> str:
-    return render_flux((FLUX_DIR / filename).read_text(), **names)
 
 
 @dataclass(frozen=True)
@@ -89,18 +85,6 @@ class BucketNames:
         }
 
 
-def task_scripts(buckets: BucketNames) -> dict[str, str]:
-    """The Flux of each rollup task, by task name."""
-    return {
-        TASK_1M: load_flux(
-            "rollup_1m.flux", task_name=TASK_1M, raw_bucket=buckets.raw, bucket_1m=buckets.m1
-        ),
-        TASK_1H: load_flux(
-            "rollup_1h.flux", task_name=TASK_1H, bucket_1m=buckets.m1, bucket_1h=buckets.h1
-        ),
-    }
-
-
 @dataclass(frozen=True)
 class StackCredentials:
     """What bootstrap made; secrets stay out of repr so a log line cannot leak them."""
@@ -113,6 +97,7 @@ class StackCredentials:
     admin_token: str = field(repr=False)
     ingest_token: str = field(repr=False)
     dashboard_token: str = field(repr=False)
+    rollup_token: str = field(repr=False)
     # Reads every bucket, writes rule alerts (state) and its records (ops); "" in older files.
     alerter_token: str = field(default="", repr=False)
 
@@ -244,12 +229,22 @@ def _permission_key(perm: JSON) -> tuple[str, str, str]:
 def wanted_permissions(
     kind: str, bucket_ids: dict[str, str], buckets: BucketNames, org_id: str
 ) -> list[JSON]:
-    """Least privilege: ingest writes raw and state only; the dashboard reads all, writes ops;
-    the alerter reads all, writes its rule alerts to state and its own records to ops."""
+    """Least privilege: ingest writes raw and state only; the dashboard reads all, writes ops
+    only; the rollup service reads raw and reads and writes the two rollup buckets; the
+    alerter reads all, writes its rule alerts to state and its own records to ops."""
     if kind == "ingest":
         return [
             _permission("write", bucket_ids[buckets.raw], org_id),
             _permission("write", bucket_ids[buckets.state], org_id),
+        ]
+    if kind == "rollup":
+        return [
+            _permission("read", bucket_ids[buckets.raw], org_id),
+            *(
+                _permission(action, bucket_ids[name], org_id)
+                for name in (buckets.m1, buckets.h1)
+                for action in ("read", "write")
+            ),
         ]
     reads = [
         _permission("read", bucket_ids[name], org_id)
@@ -268,7 +263,7 @@ def _ensure_setup(api: InfluxApi, org: str, raw_bucket: str, stored: dict[str, s
     if not api.get("/api/v2/setup").get("allowed", False):
         return False
     # A fresh instance: tokens in an old credentials file belong to data that is gone.
-    for key in ("ingest_token", "dashboard_token", "admin_token", "org_id"):
+    for key in ("ingest_token", "dashboard_token", "rollup_token", "admin_token", "org_id"):
         stored.pop(key, None)
     stored["admin_user"] = ADMIN_USER
     stored["admin_password"] = secrets.token_urlsafe(24)
@@ -316,18 +311,13 @@ def find_task(api: InfluxApi, org_id: str, name: str) -> JSON | None:
     return next((t for t in tasks if t.get("name") == name), None)
 
 
-def _ensure_tasks(api: InfluxApi, org_id: str, buckets: BucketNames) -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for name, flux in task_scripts(buckets).items():
+def _remove_old_tasks(api: InfluxApi, org_id: str) -> None:
+    """Delete the rollup tasks of earlier versions: the rollup service does their work."""
+    for name in OLD_ROLLUP_TASKS:
         task = find_task(api, org_id, name)
-        if task is None:
-            task = api.post("/api/v2/tasks", {"orgID": org_id, "flux": flux, "status": "active"})
-            logger.info("task %s created", name)
-        elif task.get("flux", "").strip() != flux.strip() or task.get("status") != "active":
-            task = api.patch(f"/api/v2/tasks/{task['id']}", {"flux": flux, "status": "active"})
-            logger.info("task %s updated", name)
-        ids[name] = str(task["id"])
-    return ids
+        if task is not None:
+            api.delete(f"/api/v2/tasks/{task['id']}")
+            logger.info("task %s removed (replaced by the rollup service)", name)
 
 
 def _ensure_token(
@@ -398,7 +388,7 @@ def bootstrap(
     else:
         org_id = str(orgs[0]["id"])
     bucket_ids = _ensure_buckets(api, org_id, buckets)
-    _ensure_tasks(api, org_id, buckets)
+    _remove_old_tasks(api, org_id)
     ingest = _ensure_token(
         api,
         org_id,
@@ -412,6 +402,13 @@ def bootstrap(
         DASHBOARD_TOKEN_DESCRIPTION,
         wanted_permissions("dashboard", bucket_ids, buckets, org_id),
         stored.get("dashboard_token"),
+    )
+    rollup = _ensure_token(
+        api,
+        org_id,
+        ROLLUP_TOKEN_DESCRIPTION,
+        wanted_permissions("rollup", bucket_ids, buckets, org_id),
+        stored.get("rollup_token"),
     )
     alerter = _ensure_token(
         api,
@@ -429,42 +426,10 @@ def bootstrap(
         admin_token=token,
         ingest_token=ingest,
         dashboard_token=dashboard,
+        rollup_token=rollup,
         alerter_token=alerter,
     )
     new = {k: str(v) for k, v in asdict(creds).items()}
     if new != stored:
         write_credentials_file(credentials_path, new)
     return creds
-
-
-def run_task_now(
-    url: str,
-    token: str,
-    org_id: str,
-    task_name: str,
-    timeout_seconds: float = TASK_RUN_TIMEOUT_SECONDS,
-) -> JSON:
-    """Run a task now (as if scheduled at this instant) and wait; the finished run, or raise."""
-    api = InfluxApi(url, token)
-    task = find_task(api, org_id, task_name)
-    if task is None:
-        raise RuntimeError(f"no task named {task_name!r}: run bootstrap first")
-    run = api.post(f"/api/v2/tasks/{task['id']}/runs", {})
-    path = f"/api/v2/tasks/{task['id']}/runs/{run['id']}"
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        try:
-            run = api.get(path)
-        except InfluxError as exc:
-            # A run that has not started yet is not found for a moment on some versions.
-            if exc.status != 404:
-                raise
-        status = run.get("status")
-        if status == "success":
-            return run
-        if status in ("failed", "canceled"):
-            logs = api.get(f"{path}/logs").get("events") or []
-            messages = "; ".join(str(e.get("message")) for e in logs)
-            raise RuntimeError(f"task {task_name} run {status}: {messages}")
-        time.sleep(0.2)
-    raise RuntimeError(f"task {task_name} run did not finish within {timeout_seconds:.0f} s")

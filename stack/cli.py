@@ -153,7 +153,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     settings = load_settings()
     paths = StackPaths(settings.state_dir)
     creds = bootstrap_influxdb(settings, paths, url=settings.influxdb_url)
-    print(f"influxdb {creds.url} org {creds.org}: buckets, rollup tasks and tokens in place")
+    print(f"influxdb {creds.url} org {creds.org}: buckets and tokens in place")
     print(f"credentials {paths.credentials} (mode 0600)")
     return 0
 
@@ -248,7 +248,7 @@ def register_stack(subparsers: SubParsers) -> None:
     _register_certs(actions)
     actions.add_parser(
         "bootstrap",
-        help="set up buckets, rollup tasks and tokens in the InfluxDB at INFLUXDB_V2_URL "
+        help="set up buckets and tokens in the InfluxDB at INFLUXDB_V2_URL "
         "(idempotent; INFLUXDB_V2_TOKEN if it was set up elsewhere)",
     ).set_defaults(func=cmd_bootstrap)
     init = actions.add_parser(

@@ -2,7 +2,7 @@
 
 Room: `stack`. Runs in a one-shot container that alone holds the InfluxDB admin token. It
 makes the device CA and the broker's certificate, the broker accounts and ACL, bootstraps
-InfluxDB (buckets, rollup tasks, least-privilege tokens), and writes one directory per
+InfluxDB (buckets, least-privilege tokens), and writes one directory per
 service under `<state>/compose/`, each holding only that service's secrets:
 
 - `mosquitto/`: ca.crt, server.crt, server.key, crl.pem, passwd, acl, health.password
@@ -77,13 +77,13 @@ def compose_init(
     _copy(store.password_file, broker / "passwd", uid=mosquitto_uid, mode=0o600)
     _copy(store.acl_file, broker / "acl", uid=mosquitto_uid, mode=0o600)
     _write(broker / "health.password", passwords[HEALTH_ACCOUNT], uid=mosquitto_uid)
-    for service in ("ingest", "simulator", "dashboard", "alerter"):
+    for service in ("ingest", "simulator", "dashboard", "rollup", "alerter"):
         lines = dotenv_lines(
             settings,
             creds,
             service=service,
             mqtt_passwords=passwords,
-            ca_path=Path(SERVICE_CA_PATH) if service in {"ingest", "simulator"} else None,
+            ca_path=Path(SERVICE_CA_PATH) if service in ("ingest", "simulator") else None,
         )
         _write(root / service / "env", "\n".join(lines) + "\n", uid=service_uid)
         _copy(paths.ca_cert, root / service / "ca.crt", uid=service_uid, mode=0o644)

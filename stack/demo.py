@@ -1,9 +1,10 @@
 """`edgewatch demo`: the whole system on localhost, for a first look and for demos.
 
-Room: `stack`. Starts the local stack if needed, then the ingest, the fleet simulator and the
-dashboard as child processes, each with only its own secrets (`stack env --service`), over
-TLS to the broker. Touches: the state dir (logs, demo logins) and the children it starts,
-which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for `stack down`.
+Room: `stack`. Starts the local stack if needed, then the ingest, the rollup service, the fleet
+simulator and the dashboard as child processes, each with only its own secrets (`stack env
+--service`), over TLS to the broker. Touches: the state dir (logs, demo logins) and the
+children it starts, which it stops on Ctrl-C or SIGTERM; the stack itself keeps running for
+`stack down`.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def demo_children(
     seed: int,
     notify_urls: str,
 ) -> list[Child]:
-    """The ingest, the simulator, the dashboard and the alerter, each with its own secrets.
+    """The ingest, the rollup service, the simulator, the dashboard and the alerter, each with
+    only its own secrets.
 
     The alerter notifies `notify_urls` (the demo's local sink) as its default receiver.
     """
@@ -135,6 +137,7 @@ def demo_children(
     simulate = ["simulate", "--sites", str(sites), "--devices", str(devices), "--seed", str(seed)]
     commands = {
         "ingest": ["ingest"],
+        "rollup": ["rollup"],
         "simulator": simulate,
         "dashboard": ["dashboard", "--port", str(settings.dashboard_port)],
         "alerter": ["alerter"],
@@ -208,7 +211,7 @@ def run_demo(
         for name, password in logins.items():
             print(f"  sign in as {name} / {password}")
         print(
-            "Ctrl-C stops the ingest, simulator, dashboard and alerter; "
+            "Ctrl-C stops the ingest, rollup service, simulator, dashboard and alerter; "
             "`edgewatch stack down` stops the stack.\n",
             flush=True,
         )
@@ -225,5 +228,7 @@ def run_demo(
             child.stop()
         sink.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("stopped the ingest, simulator, dashboard and alerter", file=sys.stderr)
+        print(
+            "stopped the ingest, rollup service, simulator, dashboard and alerter", file=sys.stderr
+        )
     return 0

@@ -1,14 +1,16 @@
 """stack room: throw-away Mosquitto and InfluxDB processes, for the tests and the benchmarks.
 
 Each one runs on a free loopback port in a temp dir of its own and is stopped and removed
-when its block ends, so no process, port or temp dir is left behind. The test fixtures
-(`stack/testing.py`, `tests/conftest.py`) and the benchmarks (`bench/harness.py`) both start
-their processes here, with the same code `edgewatch stack up` runs. Touches: temp dirs it makes
-and removes, the processes it starts and stops.
+when its block ends, so no process, port or temp dir is left behind; `settings_for` points
+settings at them, on a topic root of their own. The test fixtures (`stack/testing.py`,
+`tests/conftest.py`) and the benchmarks (`bench/harness.py`) both start their processes here,
+with the same code `edgewatch stack up` runs. Touches: temp dirs it makes and removes, the
+processes it starts and stops.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ class InfluxFixture:
     admin_token: str = field(repr=False)
     ingest_token: str = field(repr=False)
     dashboard_token: str = field(repr=False)
+    rollup_token: str = field(repr=False)
     bucket: str
     bucket_1m: str
     bucket_1h: str
@@ -93,6 +96,7 @@ def running_influxdb(binary: Path) -> Iterator[InfluxFixture]:
                 admin_token=creds.admin_token,
                 ingest_token=creds.ingest_token,
                 dashboard_token=creds.dashboard_token,
+                rollup_token=creds.rollup_token,
                 bucket=DEFAULT_BUCKETS.raw,
                 bucket_1m=DEFAULT_BUCKETS.m1,
                 bucket_1h=DEFAULT_BUCKETS.h1,
@@ -116,3 +120,37 @@ def running_broker() -> Iterator[MosquittoProcess]:
             yield proc
         finally:
             proc.stop()
+
+
+def unique_topic_root() -> str:
+    """A topic root no other test uses, so tests never see each other's messages."""
+    return f"t{secrets.token_hex(4)}"
+
+
+def settings_for(
+    broker: MosquittoProcess | None, influxdb: InfluxFixture | None, **overrides: object
+) -> Settings:
+    """Settings pointing at the fixture processes, with the admin token and a unique root."""
+    root = unique_topic_root()
+    values: dict[str, object] = {
+        "mqtt_topic_root": root,
+        "mqtt_client_id": f"edgewatch-ingest-{root}",
+    }
+    if broker is not None:
+        values.update(mqtt_host=broker.host, mqtt_port=broker.port)
+    if influxdb is not None:
+        values.update(
+            influxdb_url=influxdb.url,
+            influxdb_org=influxdb.org,
+            influxdb_token=influxdb.admin_token,
+            ingest_token=influxdb.ingest_token,
+            dashboard_token=influxdb.dashboard_token,
+            rollup_token=influxdb.rollup_token,
+            influxdb_bucket=influxdb.bucket,
+            influxdb_bucket_1m=influxdb.bucket_1m,
+            influxdb_bucket_1h=influxdb.bucket_1h,
+            influxdb_bucket_ops=influxdb.bucket_ops,
+            influxdb_bucket_state=influxdb.bucket_state,
+        )
+    values.update(overrides)
+    return load_settings(**values)

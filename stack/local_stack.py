@@ -51,7 +51,7 @@ from stack.security import (
 )
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
-SERVICES = ("admin", "ingest", "simulator", "dashboard", "alerter")
+SERVICES = ("admin", "ingest", "simulator", "dashboard", "rollup", "alerter")
 
 
 def say(message: str) -> None:
@@ -173,12 +173,15 @@ def service_environment(
         values["influxdb_token"] = creds.admin_token
         values["ingest_token"] = creds.ingest_token
         values["dashboard_token"] = creds.dashboard_token
+        values["rollup_token"] = creds.rollup_token
         if creds.alerter_token:
             values["alerter_token"] = creds.alerter_token
     elif service == "ingest":
         values["influxdb_token"] = creds.ingest_token
     elif service == "dashboard":
         values["influxdb_token"] = creds.dashboard_token
+    elif service == "rollup":
+        values["influxdb_token"] = creds.rollup_token
     elif service == "alerter" and creds.alerter_token:
         values["influxdb_token"] = creds.alerter_token
     return {env_name(field): str(value) for field, value in values.items()}
@@ -232,7 +235,7 @@ def ensure_mqtt_security(settings: Settings, paths: StackPaths) -> dict[str, str
 
 
 def bootstrap_influxdb(settings: Settings, paths: StackPaths, *, url: str) -> StackCredentials:
-    """Buckets, rollup tasks and tokens in the InfluxDB at `url`; credentials kept 0600."""
+    """Buckets and tokens in the InfluxDB at `url`; credentials kept 0600."""
     return bootstrap(
         url=url,
         org=settings.influxdb_org,

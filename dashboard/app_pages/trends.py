@@ -166,7 +166,7 @@ else:
     params["range"] = (range_label or DEFAULT_PRESET).replace(" ", "")
 st.query_params.from_dict(params)
 
-plan = plan_for(time_range)
+plan = plan_for(time_range, now=now)
 series = ui.load_or_stop(data.load_series, connection, keys, metric or "", time_range, plan)
 figure = charts.trend_figure(series, metric=metric or "", max_gap_s=plan.gap_seconds)
 alerts_loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)

@@ -1,5 +1,7 @@
-// One metric of several devices from a rollup bucket (tag stat = mean|min|max), re-windowed:
-// mean of the means, min of the mins, max of the maxes, so spikes survive any window.
+// One metric of several devices from a rollup bucket (tag stat = mean|min|max|count), re-windowed:
+// mean of the means, min of the mins, max of the maxes, so spikes survive any window. A boolean
+// metric is rolled up as 0/1 (rollup/), so it reads the same way: the share of true readings
+// as the line, 0 and 1 as the band.
 // Each branch is from |> range |> filter |> aggregateWindow with nothing in between and only
 // tag and field equalities in the filter, so that InfluxDB runs it in the storage engine
 // (ReadWindowAggregate) and reads only the selected devices' series of the one stat.

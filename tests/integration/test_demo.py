@@ -77,6 +77,9 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         # of password sign-ins (the certificate listener is the devices').
         ingest_log = (tmp_path / "state" / "log" / "ingest.log").read_text()
         assert f"127.0.0.1:{env['MQTT_TLS_PASSWORD_PORT']}" in ingest_log
+        # The rollup service ran, with its own token.
+        rollup_log = (tmp_path / "state" / "log" / "rollup.log").read_text()
+        assert "rollup service started" in rollup_log
         # The alerter ran too, with its own token, evaluating the built-in rules.
         alerter_log = (tmp_path / "state" / "log" / "alerter.log").read_text()
         assert "alerter running" in alerter_log, alerter_log[-2000:]

@@ -22,7 +22,7 @@ from influxdb_client.rest import ApiException
 from paho.mqtt.packettypes import PacketTypes
 
 from shared.mqtt_client import new_mqtt_client
-from stack.bootstrap import TASK_1H, TASK_1M, InfluxApi, bootstrap, run_task_now
+from stack.bootstrap import OLD_ROLLUP_TASKS, InfluxApi, bootstrap
 from stack.processes import MosquittoProcess, free_port, pid_alive
 from stack.testing import InfluxFixture
 
@@ -108,65 +108,27 @@ def test_bootstrap_twice_changes_nothing(influxdb: InfluxFixture) -> None:
     auths_after = api.get("/api/v2/authorizations")["authorizations"]
     assert [a["id"] for a in auths_after] == [a["id"] for a in auths_before]
     tasks = api.get("/api/v2/tasks", orgID=influxdb.org_id)["tasks"]
-    assert sorted(t["name"] for t in tasks) == [TASK_1H, TASK_1M]
+    assert [t["name"] for t in tasks] == []  # the rollup service does the rollups
     # By name: other tests' buckets may push ours past the API's first page.
     for bucket in (influxdb.bucket, influxdb.bucket_1m, influxdb.bucket_1h, influxdb.bucket_ops):
         found = api.get("/api/v2/buckets", orgID=influxdb.org_id, name=bucket)["buckets"]
         assert [b["name"] for b in found] == [bucket]
 
 
-def _stats(rows: list[dict[str, object]]) -> dict[tuple[str, str], float]:
-    return {(str(r["stat"]), str(r["_field"])): float(r["_value"]) for r in rows}  # type: ignore[arg-type]
-
-
-def test_rollup_1m_task_writes_mean_min_max_of_closed_minutes(influxdb: InfluxFixture) -> None:
-    site = _site()
-    minute = (time.time_ns() // MINUTE_NS) * MINUTE_NS - 2 * MINUTE_NS  # closed, within 10 min
-    _write(
-        influxdb,
-        influxdb.ingest_token,
-        influxdb.bucket,
-        [
-            f"telemetry,site={site},device=d1 cpu=1.0,ok=true {minute + 5 * NS}",
-            f"telemetry,site={site},device=d1 cpu=5.0,ok=false {minute + 25 * NS}",
-            f"telemetry,site={site},device=d1 cpu=3.0 {minute + 45 * NS}",
-        ],
-    )
-    run_task_now(influxdb.url, influxdb.admin_token, influxdb.org_id, TASK_1M)
-    rows = _query(
-        influxdb,
-        influxdb.dashboard_token,
-        """from(bucket: bucket)
-            |> range(start: -15m)
-            |> filter(fn: (r) => r._measurement == "telemetry" and r.site == site)""",
-        bucket=influxdb.bucket_1m,
-        site=site,
-    )
-    # Booleans are not averaged: only the float field is rolled up.
-    assert _stats(rows) == {("mean", "cpu"): 3.0, ("min", "cpu"): 1.0, ("max", "cpu"): 5.0}
-    assert {r["_time"].timestamp() * NS for r in rows} == {minute}  # type: ignore[attr-defined]
-
-
-def test_rollup_1h_task_folds_minutes_into_hours(influxdb: InfluxFixture) -> None:
-    site = _site()
-    hour = (time.time_ns() // HOUR_NS) * HOUR_NS - HOUR_NS  # the last closed hour
-    lines = []
-    for minute, (mean, low, high) in enumerate([(2.0, 1.0, 5.0), (4.0, 3.0, 9.0)]):
-        ts = hour + minute * MINUTE_NS
-        for stat, value in (("mean", mean), ("min", low), ("max", high)):
-            lines.append(f"telemetry,site={site},device=d1,stat={stat} cpu={value} {ts}")
-    _write(influxdb, influxdb.admin_token, influxdb.bucket_1m, lines)
-    run_task_now(influxdb.url, influxdb.admin_token, influxdb.org_id, TASK_1H)
-    rows = _query(
-        influxdb,
-        influxdb.dashboard_token,
-        """from(bucket: bucket)
-            |> range(start: -5h)
-            |> filter(fn: (r) => r._measurement == "telemetry" and r.site == site)""",
-        bucket=influxdb.bucket_1h,
-        site=site,
-    )
-    assert _stats(rows) == {("mean", "cpu"): 3.0, ("min", "cpu"): 1.0, ("max", "cpu"): 9.0}
+def test_bootstrap_removes_the_rollup_tasks_of_earlier_versions(
+    fresh_influxdb: InfluxFixture,
+) -> None:
+    fx = fresh_influxdb
+    api = InfluxApi(fx.url, fx.admin_token)
+    for name in OLD_ROLLUP_TASKS:
+        flux = (
+            f'option task = {{name: "{name}", every: 1h}}\n'
+            f'from(bucket: "{fx.bucket}") |> range(start: -1m)'
+        )
+        api.post("/api/v2/tasks", {"orgID": fx.org_id, "flux": flux, "status": "active"})
+    assert len(api.get("/api/v2/tasks", orgID=fx.org_id)["tasks"]) == 2
+    bootstrap(url=fx.url, org=fx.org, buckets=fx.buckets, credentials_path=fx.credentials_path)
+    assert api.get("/api/v2/tasks", orgID=fx.org_id)["tasks"] == []
 
 
 def test_fresh_influxdb_keeps_data_across_restart(fresh_influxdb: InfluxFixture) -> None:

@@ -13,7 +13,17 @@ from edgewatch.settings import INFLUXDB_VERSION
 ROOT = Path(__file__).resolve().parents[2]
 # The rooms register their own subcommands (some are written later), so the names a compose
 # command may use are listed here rather than read from the parser.
-SUBCOMMANDS = {"stack", "ingest", "simulate", "agent", "dashboard", "alerter", "demo", "bench"}
+SUBCOMMANDS = {
+    "stack",
+    "ingest",
+    "rollup",
+    "simulate",
+    "agent",
+    "dashboard",
+    "alerter",
+    "demo",
+    "bench",
+}
 SECRET_KEYS = ("TOKEN", "PASSWORD", "SECRET")
 
 
@@ -80,6 +90,7 @@ def test_python_services_wait_for_what_they_use(services: dict[str, dict[str, An
 def test_commands_name_real_edgewatch_subcommands(services: dict[str, dict[str, Any]]) -> None:
     expected = {
         "ingest": "ingest",
+        "rollup": "rollup",
         "simulator": "simulate",
         "dashboard": "dashboard",
         "alerter": "alerter",

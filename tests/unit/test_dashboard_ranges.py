@@ -18,6 +18,7 @@ from dashboard.ranges import (
     parse_iso,
     plan_for,
     preset_range,
+    source_for,
 )
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -92,3 +93,41 @@ def test_unknown_preset_and_bad_iso_are_errors() -> None:
     with pytest.raises(ValueError):
         parse_iso("yesterday")
     assert parse_iso("2026-11-27T10:00:00+02:00") == datetime(2026, 11, 27, 8, tzinfo=UTC)
+
+
+def test_a_day_forty_days_ago_reads_the_minute_rollups_raw_being_expired() -> None:
+    day = TimeRange(NOW - timedelta(days=40), NOW - timedelta(days=39))
+    plan = plan_for(day, now=NOW)
+    assert plan.source == Source.ROLLUP_1M
+    assert max_windows(day, plan) <= MAX_POINTS_PER_SERIES
+
+
+def test_a_recent_day_still_reads_raw_data() -> None:
+    day = TimeRange(NOW - timedelta(days=29), NOW - timedelta(days=28))
+    assert plan_for(day, now=NOW).source == Source.RAW
+
+
+def test_an_hour_older_than_the_minute_rollups_reads_the_hour_rollups() -> None:
+    hour = TimeRange(NOW - timedelta(days=401), NOW - timedelta(days=401) + timedelta(hours=1))
+    plan = plan_for(hour, now=NOW)
+    assert plan.source == Source.ROLLUP_1H
+    assert plan.window_seconds == 3600
+
+
+def test_the_span_still_wins_when_it_asks_for_a_coarser_source() -> None:
+    # 60 days ending 40 days ago: the span alone already calls for the hour rollups.
+    old = TimeRange(NOW - timedelta(days=100), NOW - timedelta(days=40))
+    assert plan_for(old, now=NOW).source == Source.ROLLUP_1H
+
+
+def test_retention_edges() -> None:
+    edge = NOW - timedelta(days=30)
+    assert source_for(TimeRange(edge, edge + timedelta(hours=1)), NOW) == Source.RAW
+    early = edge - timedelta(seconds=1)
+    assert source_for(TimeRange(early, early + timedelta(hours=1)), NOW) == Source.ROLLUP_1M
+
+
+def test_a_custom_range_in_the_past_without_now_is_judged_from_its_end() -> None:
+    # The documented default: `now` is the range's end (what presets need).
+    day = TimeRange(NOW - timedelta(days=40), NOW - timedelta(days=39))
+    assert plan_for(day).source == Source.RAW

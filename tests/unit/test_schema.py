@@ -142,3 +142,49 @@ def test_device_action_line() -> None:
         device_action_line(site="s", device="d", action="retire", user="ana", note="gone", ts_ns=5)
         == 'device_action,device=d,site=s action="retire",user="ana",note="gone" 5'
     )
+
+
+MINUTE_NS = 60 * 1_000_000_000
+
+
+def _replay(*ts_ns: int) -> Telemetry:
+    return Telemetry(
+        site="s", device="d", readings=tuple(Reading(ts_ns=t, metrics={"x": 1.0}) for t in ts_ns)
+    )
+
+
+def test_a_reading_in_time_gets_no_rollup_marker() -> None:
+    reading_ns = 10 * HOUR_NS + 30 * 1_000_000_000  # 10:00:30
+    # Received 89.9 s later: its minute closed 59.9 s before, under the 60 s threshold.
+    lines = message_lines(_replay(reading_ns), received_ns=reading_ns + 89_900_000_000)
+    assert not any(line.startswith("rollup_dirty") for line in lines)
+
+
+def test_a_late_replay_marks_each_hour_it_touches_once_last() -> None:
+    start = 10 * HOUR_NS + 30 * MINUTE_NS
+    readings = [start + i * MINUTE_NS for i in range(60)]  # 10:30 .. 11:29
+    received = 14 * HOUR_NS
+    lines = message_lines(_replay(*readings), received_ns=received)
+    markers = [line for line in lines if line.startswith("rollup_dirty")]
+    assert markers == [
+        f"rollup_dirty,device=d,site=s received_ns={received}i {10 * HOUR_NS}",
+        f"rollup_dirty,device=d,site=s received_ns={received}i {11 * HOUR_NS}",
+    ]
+    # After every data line, so a stored marker always has its readings stored.
+    assert lines[-2:] == markers
+
+
+def test_the_late_threshold_is_sixty_seconds_after_the_minute_closed() -> None:
+    reading_ns = 10 * HOUR_NS + 5 * 1_000_000_000  # minute 10:00 closes at 10:01:00
+    closes = 10 * HOUR_NS + MINUTE_NS
+    just_in_time = message_lines(_replay(reading_ns), received_ns=closes + 59_999_999_999)
+    late = message_lines(_replay(reading_ns), received_ns=closes + 60_000_000_000)
+    assert not any(line.startswith("rollup_dirty") for line in just_in_time)
+    assert (
+        late[-1]
+        == f"rollup_dirty,device=d,site=s received_ns={closes + 60_000_000_000}i 36000000000000"
+    )
+
+
+def test_without_a_receipt_time_there_is_no_marker() -> None:
+    assert not any(line.startswith("rollup_dirty") for line in message_lines(_replay(5)))

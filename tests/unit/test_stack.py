@@ -11,13 +11,10 @@ import pytest
 
 from edgewatch.settings import Settings, load_settings
 from stack.bootstrap import (
-    TASK_1H,
-    TASK_1M,
     BucketNames,
     StackCredentials,
     load_credentials,
     render_flux,
-    task_scripts,
     validate_name,
     wanted_permissions,
     write_credentials_file,
@@ -53,6 +50,7 @@ CREDS = StackCredentials(
     admin_token="admin-token",
     ingest_token="ingest-token",
     dashboard_token="dash-token",
+    rollup_token="rollup-token",
     alerter_token="alerter-token",
 )
 
@@ -85,21 +83,25 @@ def test_bucket_names_must_be_valid_and_distinct() -> None:
         BucketNames(raw="a b", m1="a", h1="b", ops="c")
 
 
-def test_task_scripts_read_and_write_the_configured_buckets() -> None:
-    custom = BucketNames(raw="r", m1="r_1m", h1="r_1h", ops="r_ops")
-    scripts = task_scripts(custom)
-    assert set(scripts) == {TASK_1M, TASK_1H}
-    one_minute, one_hour = scripts[TASK_1M], scripts[TASK_1H]
-    assert f'option task = {{name: "{TASK_1M}", every: 1m}}' in one_minute
-    assert 'from(bucket: "r")' in one_minute and 'to(bucket: "r_1m")' in one_minute
-    assert 'types.isType(v: r._value, type: "float")' in one_minute
-    assert one_minute.count('timeSrc: "_start"') == 3
-    assert f'option task = {{name: "{TASK_1H}", every: 1h}}' in one_hour
-    assert 'from(bucket: "r_1m")' in one_hour and 'to(bucket: "r_1h")' in one_hour
-    for stat in ("mean", "min", "max"):
-        assert f'set(key: "stat", value: "{stat}")' in one_minute
-        assert f'r.stat == "{stat}"' in one_hour
-    assert "${" not in one_minute + one_hour
+def test_rollup_token_reads_raw_and_reads_and_writes_only_the_rollup_buckets() -> None:
+    ids = {"edgewatch": "r", "edgewatch_1m": "m", "edgewatch_1h": "h", "edgewatch_ops": "o"}
+    rollup = wanted_permissions("rollup", ids, BUCKETS, "org")
+    assert sorted((p["action"], p["resource"]["id"]) for p in rollup) == [
+        ("read", "h"),
+        ("read", "m"),
+        ("read", "r"),
+        ("write", "h"),
+        ("write", "m"),
+    ]
+
+
+def test_the_rollup_service_gets_only_its_own_token() -> None:
+    rollup = dict(
+        line.split("=", 1) for line in dotenv_lines(load_settings(), CREDS, service="rollup")
+    )
+    assert rollup["INFLUXDB_V2_TOKEN"] == CREDS.rollup_token
+    assert CREDS.admin_token not in rollup.values()
+    assert "MQTT_PASSWORD" not in rollup
 
 
 def test_ingest_token_may_only_write_raw_and_state_and_dashboard_writes_only_ops() -> None:
@@ -164,6 +166,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "INFLUXDB_V2_TOKEN",
         "EDGEWATCH_INGEST_TOKEN",
         "EDGEWATCH_DASHBOARD_TOKEN",
+        "EDGEWATCH_ROLLUP_TOKEN",
         "EDGEWATCH_ALERTER_TOKEN",
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
