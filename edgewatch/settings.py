@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPIC_ROOT = "edgewatch"
 INFLUXDB_VERSION = "2.9.1"
+DEFAULT_JOURNAL_MAX_BYTES = 10 * 2**30  # 10 GiB: about 4 h of 1,000 msg/s (bench/outage.py)
 
 
 def default_state_dir() -> Path:
@@ -67,6 +68,14 @@ class Settings(BaseSettings):
     ingest_queue_max_messages: int = Field(20000, alias="EDGEWATCH_QUEUE_MAX_MESSAGES")
     ingest_stats_interval_seconds: float = Field(5.0, alias="EDGEWATCH_STATS_INTERVAL_SECONDS")
     ingest_instance: str = Field("ingest-1", alias="EDGEWATCH_INGEST_INSTANCE")
+    # The durable journal (ingest/journal.py): each instance keeps <dir>/<instance>.
+    ingest_journal_dir: Path | None = Field(None, alias="EDGEWATCH_INGEST_JOURNAL_DIR")
+    ingest_journal_max_bytes: int = Field(
+        DEFAULT_JOURNAL_MAX_BYTES, alias="EDGEWATCH_INGEST_JOURNAL_MAX_BYTES", gt=0
+    )
+    ingest_journal_warn_share: float = Field(
+        0.8, alias="EDGEWATCH_INGEST_JOURNAL_WARN_SHARE", gt=0.0, le=1.0
+    )
 
     # Dashboard
     dashboard_port: int = Field(8501, alias="EDGEWATCH_DASHBOARD_PORT")
@@ -86,6 +95,18 @@ class Settings(BaseSettings):
     def users_path(self) -> Path:
         """The dashboard's local account store (used when no identity provider is set)."""
         return self.users_file or self.state_dir / "users.json"
+
+    @property
+    def ingest_journal_path(self) -> Path:
+        """This ingest instance's own journal directory (replicas never share one)."""
+        instance = self.ingest_instance
+        if not instance or instance in (".", "..") or "/" in instance or "\0" in instance:
+            raise ValueError(
+                f"EDGEWATCH_INGEST_INSTANCE={instance!r} cannot name a journal directory: "
+                "use letters, digits, '-', '_' or '.'"
+            )
+        base = self.ingest_journal_dir or self.state_dir / "ingest-journal"
+        return base / instance
 
     @property
     def mqtt_connect_port(self) -> int:

@@ -8,7 +8,10 @@ refusal means:
 - 2xx: stored.
 - 429, 5xx, a network error, and 401/403/404 (a token or bucket problem is ours to fix, not the
   message's): retried with backoff forever, honouring Retry-After, one log line per attempt at
-  most every `LOG_INTERVAL_SECONDS`. Nothing is dropped; the broker holds what follows.
+  most every `LOG_INTERVAL_SECONDS`. Nothing is dropped; the journal holds what follows.
+
+An entry's `lines` go to the raw bucket and its `state_lines` to the state bucket (`state_post`);
+an entry is stored only when both answered 2xx.
 - any other 4xx (a field type conflict, a "partial write", a line InfluxDB cannot parse): the
   batch is split in halves until the refused entries are isolated; the rest is stored, and each
   refused entry is returned with InfluxDB's error text so the caller can dead-letter it.
@@ -175,6 +178,7 @@ class InfluxSink:
         self,
         *,
         post: Post,
+        state_post: Post | None = None,
         logger: logging.Logger | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
@@ -182,6 +186,8 @@ class InfluxSink:
         log_interval_seconds: float = LOG_INTERVAL_SECONDS,
     ) -> None:
         self._post = post
+        # Where `Entry.state_lines` go (the state bucket); the raw bucket's writer if unset.
+        self._state_post = state_post or post
         self._log = logger or logging.getLogger(__name__)
         self._monotonic = monotonic
         self._backoff_initial = backoff_initial_seconds
@@ -219,8 +225,25 @@ class InfluxSink:
     def _write_until_answered(
         self, part: list[Entry], give_up: threading.Event, result: StoreResult
     ) -> WriteResponse | None:
+        """Write each bucket's lines of `part`; the first refusal (or give-up) is the answer."""
+        groups = (
+            (self._post, [line for entry in part for line in entry.lines]),
+            (self._state_post, [line for entry in part for line in entry.state_lines]),
+        )
+        response = WriteResponse(status=204)
+        for post, lines in groups:
+            if not lines:
+                continue
+            answer = self._post_until_answered(post, lines, give_up, result)
+            if answer is None or not answer.ok:
+                return answer
+            response = answer
+        return response
+
+    def _post_until_answered(
+        self, post: Post, lines: list[str], give_up: threading.Event, result: StoreResult
+    ) -> WriteResponse | None:
         """POST until InfluxDB answers with anything but a retryable status."""
-        lines = [line for entry in part for line in entry.lines]
         body = encode_body(lines)
         delay = self._backoff_initial
         first_failure: float | None = None
@@ -229,7 +252,7 @@ class InfluxSink:
         while True:
             attempt += 1
             result.attempts += 1
-            response = self._post(body)
+            response = post(body)
             if not response.retryable:
                 if first_failure is not None:
                     self._log.info(
@@ -248,8 +271,8 @@ class InfluxSink:
             if now - last_log >= self._log_interval:
                 last_log = now
                 self._log.warning(
-                    "influxdb write of %d lines failed (attempt %d, %s): %s; not acknowledging, "
-                    "retrying in %.1f s%s",
+                    "influxdb write of %d lines failed (attempt %d, %s): %s; keeping it in the "
+                    "journal, retrying in %.1f s%s",
                     len(lines),
                     attempt,
                     f"HTTP {response.status}" if response.status else "no response",
@@ -259,8 +282,8 @@ class InfluxSink:
                 )
             if give_up.wait(wait):
                 self._log.warning(
-                    "giving up a write of %d lines at shutdown; its messages stay "
-                    "unacknowledged and the broker will deliver them again",
+                    "giving up a write of %d lines at shutdown; its entries stay in the "
+                    "journal for the next start",
                     len(lines),
                 )
                 return None
