@@ -297,3 +297,39 @@ class Journal:
                 self._db.close()
             finally:
                 os.close(self._lock_fd)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPeek:
+    """What a journal directory holds, as seen from outside the ingest that owns it."""
+
+    entries: int
+    entries_by_kind: dict[str, int]
+    text_bytes: int
+    disk_bytes: int
+
+
+def disk_bytes(directory: Path) -> int:
+    """The journal's files on disk (database, WAL, shared memory)."""
+    return sum(path.stat().st_size for path in directory.glob(f"{DB_NAME}*") if path.is_file())
+
+
+def peek(directory: Path) -> JournalPeek:
+    """Count a journal's entries without taking its lock (for tests, benchmarks, operators)."""
+    path = directory / DB_NAME
+    if not path.exists():
+        return JournalPeek(0, {}, 0, 0)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+    try:
+        rows = db.execute(
+            "SELECT kind, COUNT(*), COALESCE(SUM(size), 0) FROM entries GROUP BY kind"
+        ).fetchall()
+    finally:
+        db.close()
+    by_kind = {str(kind): int(count) for kind, count, _ in rows}
+    return JournalPeek(
+        entries=sum(by_kind.values()),
+        entries_by_kind=by_kind,
+        text_bytes=sum(int(size) for _, _, size in rows),
+        disk_bytes=disk_bytes(directory),
+    )
