@@ -95,6 +95,8 @@ def ingest_processes(
         INFLUXDB_V2_ORG=env.org,
         INFLUXDB_V2_TOKEN=env.token,
         INFLUXDB_V2_BUCKET=bucket,
+        # Each instance journals under the bench's own temp dir, never the user's state dir.
+        EDGEWATCH_INGEST_JOURNAL_DIR=str(env.root / "ingest-journal"),
     )
     procs: list[ManagedProcess] = []
     for index in range(1, replicas + 1):
