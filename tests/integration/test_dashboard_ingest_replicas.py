@@ -14,7 +14,14 @@ from dashboard.ranges import TimeRange
 from edgewatch.schema import ingest_stats_line
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db
-from tests.integration.test_dashboard_pages import assert_clean, metrics, open_app, table_of
+from tests.integration.test_dashboard_pages import (  # noqa: F401 (fixtures)
+    _accounts,
+    assert_clean,
+    metrics,
+    open_app,
+    table_of,
+    users_file,
+)
 
 pytestmark = pytest.mark.integration
 
