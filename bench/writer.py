@@ -3,9 +3,10 @@
 The same batches (the bench workload as the ingest's line protocol, `--batch` lines each) are
 written, one synchronous POST after the other as the ingest's journal writer does, by:
 
-- `http.client`: the ingest's own `HttpWriter` (keep-alive connection, gzip level 1);
-- `influxdb-client service`: `ClientWriter`, influxdb-client's WriteService with the same
-  gzip level 1 body;
+- `http.client`: `HttpWriter` below, the ingest's former hand-written writer (one keep-alive
+  connection, gzip level 1), kept here as the peer it was replaced on;
+- `influxdb-client service`: the ingest's `ClientWriter`, influxdb-client's WriteService with
+  the same gzip level 1 body;
 - `influxdb-client write_api`: the library's documented path (`write_api(SYNCHRONOUS)`,
   `enable_gzip=True`, a list of lines), which gzips at level 9.
 
@@ -17,9 +18,11 @@ repetitions. Touches: its own Mosquitto and influxd (bench_env), a temp dir.
 from __future__ import annotations
 
 import argparse
+import http.client
 import statistics
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -29,10 +32,79 @@ from influxdb_client.domain.write_precision import WritePrecision
 from bench.harness import BenchEnv, bench_env, stderr_progress
 from bench.workload import generate, line_protocol, write_messages
 from edgewatch.settings import load_settings
-from ingest.influx_sink import ClientWriter, HttpWriter, encode_body
+from ingest.influx_sink import (
+    ClientWriter,
+    WriteResponse,
+    encode_body,
+    error_text,
+    parse_retry_after,
+)
 from stack.influxd import ensure_influxd
 
 WriteBatch = Callable[[Sequence[str]], None]
+
+
+class HttpWriter:
+    """One keep-alive `http.client` connection to InfluxDB's write endpoint; one POST a call."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        org: str,
+        bucket: str,
+        token: str,
+        timeout_seconds: float,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"INFLUXDB_V2_URL must be http(s)://host:port, not {url!r}")
+        self._https = parsed.scheme == "https"
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if self._https else 80)
+        query = urllib.parse.urlencode({"org": org, "bucket": bucket, "precision": "ns"})
+        self._path = f"{parsed.path.rstrip('/')}/api/v2/write?{query}"
+        self._headers = {
+            "Authorization": f"Token {token}",
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Encoding": "gzip",
+            "Accept": "application/json",
+        }
+        self._timeout = timeout_seconds
+        self._wall_clock = wall_clock
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self._timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __call__(self, body: bytes) -> WriteResponse:
+        try:
+            conn = self._connection()
+            conn.request("POST", self._path, body=body, headers=self._headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+            retry_after = parse_retry_after(resp.getheader("Retry-After"), self._wall_clock())
+            status = resp.status
+            if resp.will_close:
+                self.close()
+        except (OSError, http.client.HTTPException) as exc:
+            # A dropped keep-alive connection looks like this too; the next call reconnects.
+            self.close()
+            return WriteResponse(status=0, text=f"{type(exc).__name__}: {exc}")
+        return WriteResponse(
+            status=status,
+            text="" if 200 <= status < 300 else error_text(payload),
+            retry_after_seconds=retry_after,
+        )
 
 
 def http_writer(env: BenchEnv, bucket: str) -> WriteBatch:

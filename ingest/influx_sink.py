@@ -1,9 +1,11 @@
-"""ingest room: write batches of line protocol to InfluxDB 2.x over plain HTTP.
+"""ingest room: write batches of line protocol to InfluxDB 2.x through influxdb-client.
 
-Touches InfluxDB only (`POST /api/v2/write`, gzip body, precision ns). Our own small client
-instead of influxdb-client's batching WriteApi because the ingest must know, per batch,
-whether it was stored before it acknowledges the messages in it, and must decide itself what a
-refusal means:
+Touches InfluxDB only (`POST /api/v2/write`, gzip body, precision ns), through influxdb-client's
+`WriteService`, one synchronous call per batch: the journal writer must know, per batch,
+whether it was stored before it removes the entries, and must decide itself what a refusal
+means (influxdb-client's batching WriteApi retries and drops on its own). Not `write_api`'s
+synchronous mode either: it gzips at level 9, 1.31x the wall time and 9x the client CPU of
+level 1 for the same batches (`python -m bench.writer`, docs/architecture.md).
 
 - 2xx: stored.
 - 429, 5xx, a network error, and 401/403/404 (a token or bucket problem is ours to fix, not the
@@ -20,15 +22,17 @@ an entry is stored only when both answered 2xx.
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 import logging
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from ingest.pipeline import Entry
 
@@ -97,71 +101,8 @@ def encode_body(lines: Sequence[str]) -> bytes:
     return gzip.compress("\n".join(lines).encode("utf-8", errors="replace"), GZIP_LEVEL)
 
 
-class HttpWriter:
-    """One keep-alive HTTP connection to InfluxDB's write endpoint; one POST per call."""
-
-    def __init__(
-        self,
-        *,
-        url: str,
-        org: str,
-        bucket: str,
-        token: str,
-        timeout_seconds: float,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"INFLUXDB_V2_URL must be http(s)://host:port, not {url!r}")
-        self._https = parsed.scheme == "https"
-        self._host = parsed.hostname
-        self._port = parsed.port or (443 if self._https else 80)
-        query = urllib.parse.urlencode({"org": org, "bucket": bucket, "precision": "ns"})
-        self._path = f"{parsed.path.rstrip('/')}/api/v2/write?{query}"
-        self._headers = {
-            "Authorization": f"Token {token}",
-            "Content-Type": "text/plain; charset=utf-8",
-            "Content-Encoding": "gzip",
-            "Accept": "application/json",
-        }
-        self._timeout = timeout_seconds
-        self._wall_clock = wall_clock
-        self._conn: http.client.HTTPConnection | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def __call__(self, body: bytes) -> WriteResponse:
-        try:
-            conn = self._connection()
-            conn.request("POST", self._path, body=body, headers=self._headers)
-            resp = conn.getresponse()
-            payload = resp.read()
-            retry_after = parse_retry_after(resp.getheader("Retry-After"), self._wall_clock())
-            status = resp.status
-            if resp.will_close:
-                self.close()
-        except (OSError, http.client.HTTPException) as exc:
-            # A dropped keep-alive connection looks like this too; the next call reconnects.
-            self.close()
-            return WriteResponse(status=0, text=f"{type(exc).__name__}: {exc}")
-        return WriteResponse(
-            status=status,
-            text="" if 200 <= status < 300 else error_text(payload),
-            retry_after_seconds=retry_after,
-        )
-
-
 class ClientWriter:
-    """The same POST through influxdb-client's write service (the library's own HTTP stack).
+    """One POST per call through influxdb-client's write service (its keep-alive pool).
 
     The body arrives gzipped at `GZIP_LEVEL` and is sent with `Content-Encoding: gzip`; the
     client's own gzip (`enable_gzip`) would compress at level 9 on every write.
@@ -177,10 +118,8 @@ class ClientWriter:
         timeout_seconds: float,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        # Imported here: the library costs ~0.3 s at import, which only this writer needs.
-        from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
-        from influxdb_client.service.write_service import WriteService  # noqa: PLC0415
-
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"INFLUXDB_V2_URL must be http(s)://host:port, not {url!r}")
         self._client = InfluxDBClient(
             url=url, token=token, org=org, timeout=int(timeout_seconds * 1000)
         )
@@ -193,8 +132,6 @@ class ClientWriter:
         self._client.close()  # type: ignore[no-untyped-call]
 
     def __call__(self, body: bytes) -> WriteResponse:
-        from influxdb_client.rest import ApiException  # noqa: PLC0415
-
         try:
             self._service.post_write(  # type: ignore[no-untyped-call]
                 org=self._org,

@@ -35,7 +35,7 @@ from typing import Protocol
 from edgewatch.contract import REJECT_STORAGE
 from edgewatch.models import InboundMessage
 from edgewatch.settings import Settings
-from ingest.influx_sink import HttpWriter, InfluxSink, StoreResult
+from ingest.influx_sink import ClientWriter, InfluxSink, StoreResult
 from ingest.journal import Journal, JournalRecord
 from ingest.mqtt_source import MonotonicNs, MqttSource
 from ingest.pipeline import Entry, Pipeline, stats_entry, storage_dead_letter
@@ -103,7 +103,7 @@ def default_source_factory(
 
 
 def default_sink(settings: Settings, logger: logging.Logger | None = None) -> InfluxSink:
-    writer = HttpWriter(
+    writer = ClientWriter(
         url=settings.influxdb_url,
         org=settings.influxdb_org,
         bucket=settings.influxdb_bucket,
