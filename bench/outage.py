@@ -150,7 +150,11 @@ def drain_rate(
     (path,) = write_workload(env.root, readings=readings, files=1, root=root)
     ingest.start()
     try:
-        warm_up(env, bucket=bucket, root=root, progress=progress)
+        try:
+            warm_up(env, bucket=bucket, root=root, progress=progress)
+        except RunFailedError:
+            progress(f"{label}: ingest log:\n{ingest.log_tail()}")
+            raise
         started = time.time()
         (publisher,) = start_publishers(env, [path], label)
         waited = wait_for_count(
