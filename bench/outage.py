@@ -30,7 +30,7 @@ from io import BytesIO
 from pathlib import Path
 
 from bench.harness import BENCH_BUCKETS, BenchEnv, Progress, bench_env, stderr_progress
-from bench.procstat import peak_rss_bytes
+from bench.procstat import ProcSample, cpu_between, peak_rss_bytes
 from bench.runner import (
     PublisherProcess,
     RunFailedError,
@@ -74,6 +74,14 @@ class CompareResult:
     baseline_rev: str
     baseline_msg_per_s: float
     journal_msg_per_s: float
+    baseline_cpu_us_per_msg: float
+    journal_cpu_us_per_msg: float
+
+
+@dataclass
+class DrainRate:
+    msg_per_s: float
+    cpu_us_per_msg: float
 
 
 def journal_rows(directory: Path) -> int:
@@ -142,8 +150,9 @@ def drain_rate(
     readings: int,
     label: str,
     progress: Progress,
-) -> float:
-    """msg/s from the first publish until every reading is stored (InfluxDB up throughout)."""
+) -> DrainRate:
+    """msg/s from the first publish until every reading is stored (InfluxDB up throughout),
+    and the ingest's CPU time (user + system) per message over the same span."""
     bucket = env.create_bucket(f"compare-{label}")
     root = f"cmp{label}"
     ingest = make_ingest(env, bucket=bucket, root=root)
@@ -156,6 +165,7 @@ def drain_rate(
             progress(f"{label}: ingest log:\n{ingest.log_tail()}")
             raise
         started = time.time()
+        cpu_before = ProcSample.read(ingest.pid or 0)
         (publisher,) = start_publishers(env, [path], label)
         waited = wait_for_count(
             env,
@@ -165,14 +175,19 @@ def drain_rate(
             label=label,
             publisher=publisher,
         )
+        cpu_s = cpu_between(cpu_before, ProcSample.read(ingest.pid or 0)) or 0.0
         publisher.result(timeout=600)
     finally:
         ingest.stop()
     if waited.done_at is None:
         raise RunFailedError(f"{label}: {waited.stored:,} of {readings:,} stored")
     rate = readings / (waited.done_at - started)
-    progress(f"{label}: {readings:,} readings in {waited.done_at - started:.1f} s = {rate:,.0f}/s")
-    return rate
+    cpu_us = cpu_s * 1e6 / readings
+    progress(
+        f"{label}: {readings:,} readings in {waited.done_at - started:.1f} s = {rate:,.0f}/s, "
+        f"ingest CPU {cpu_us:.0f} us/msg"
+    )
+    return DrainRate(msg_per_s=rate, cpu_us_per_msg=cpu_us)
 
 
 def compare(
@@ -183,7 +198,14 @@ def compare(
 
     baseline = drain_rate(env, base, readings=readings, label="baseline", progress=progress)
     journal = drain_rate(env, journal_ingest, readings=readings, label="journal", progress=progress)
-    return CompareResult(readings, baseline_rev, round(baseline), round(journal))
+    return CompareResult(
+        readings=readings,
+        baseline_rev=baseline_rev,
+        baseline_msg_per_s=round(baseline.msg_per_s),
+        journal_msg_per_s=round(journal.msg_per_s),
+        baseline_cpu_us_per_msg=round(baseline.cpu_us_per_msg, 1),
+        journal_cpu_us_per_msg=round(journal.cpu_us_per_msg, 1),
+    )
 
 
 def outage(env: BenchEnv, *, readings: int, publishers: int, progress: Progress) -> OutageResult:
@@ -276,6 +298,11 @@ def table(result: OutageResult, comparison: CompareResult | None) -> str:
                 f"{comparison.baseline_msg_per_s:,.0f} msg/s",
             ),
             ("  ratio journal / no journal", f"{ratio:.2f}"),
+            (
+                "  ingest CPU per message: journal / no journal",
+                f"{comparison.journal_cpu_us_per_msg:.0f} / "
+                f"{comparison.baseline_cpu_us_per_msg:.0f} us",
+            ),
         ]
     width = max(len(name) for name, _ in rows)
     lines = [f"| {'':<{width}} | value |", f"|{'-' * (width + 2)}|-------|"]

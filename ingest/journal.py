@@ -86,7 +86,7 @@ class JournalFill:
 
 
 def entry_size(entry: Entry) -> int:
-    """The bytes an entry is charged against the journal's limit (its text plus overhead)."""
+    """An entry's text and overhead in bytes (what `peek` sums; the limit counts pages)."""
     text = sum(len(line) + 1 for line in entry.lines) + sum(len(s) + 1 for s in entry.state_lines)
     return (
         text + len(entry.topic) + min(len(entry.payload), PAYLOAD_EXCERPT_BYTES + 1)
@@ -140,10 +140,9 @@ class Journal:
         # FULL: the WAL is fsynced at every commit, so an acknowledged message survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
-        total, count = self._db.execute(
-            "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM entries"
-        ).fetchone()
-        self._bytes = int(total)
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        (count,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
+        self._bytes = self._used_bytes()
         self._entries = int(count)
         self._oldest_ns = self._query_oldest()
         self._above_high_water = False
@@ -165,7 +164,10 @@ class Journal:
 
     @property
     def is_full(self) -> bool:
-        """No more appends until the writer drained some (one batch may overshoot the limit)."""
+        """No more appends until the writer drained some (one batch may overshoot the limit).
+
+        Bytes are the database's pages in use, so the limit bounds the disk the journal takes
+        (plus the WAL, which checkpoints keep near 4 MiB)."""
         with self._lock:
             return self._bytes >= self.max_bytes
 
@@ -173,6 +175,13 @@ class Journal:
     def is_empty(self) -> bool:
         with self._lock:
             return self._entries == 0
+
+    def _used_bytes(self) -> int:
+        """The database's pages in use: what the journal takes on disk, less its free pages
+        (a drained journal keeps its file and reuses the pages)."""
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+        return (int(pages) - int(free)) * self._page_size
 
     def _query_oldest(self) -> int | None:
         row = self._db.execute("SELECT received_ns FROM entries ORDER BY id LIMIT 1").fetchone()
@@ -203,10 +212,7 @@ class Journal:
         if not entries:
             return
         rows = []
-        added = 0
         for entry in entries:
-            size = entry_size(entry)
-            added += size
             rows.append(
                 (
                     entry.kind,
@@ -217,7 +223,7 @@ class Journal:
                     _join(entry.state_lines),
                     len(entry.lines) + len(entry.state_lines),
                     entry.payload[: PAYLOAD_EXCERPT_BYTES + 1],
-                    size,
+                    entry_size(entry),
                 )
             )
         with self._lock:
@@ -234,7 +240,7 @@ class Journal:
                 raise
             if self._entries == 0:
                 self._oldest_ns = entries[0].received_ns
-            self._bytes += added
+            self._bytes = self._used_bytes()
             self._entries += len(rows)
             self._check_high_water()
 
@@ -282,10 +288,9 @@ class Journal:
         last_id = max(r.id for r in records)
         with self._lock:
             self._db.execute("DELETE FROM entries WHERE id <= ?", (last_id,))
-            self._bytes = max(0, self._bytes - sum(r.size for r in records))
+            self._bytes = self._used_bytes()
             self._entries = max(0, self._entries - len(records))
             if self._entries == 0:
-                self._bytes = 0
                 self._oldest_ns = None
             else:
                 self._oldest_ns = self._query_oldest()

@@ -297,6 +297,13 @@ class IngestService:
             journal=self._journal_level(),
         )
         with self._stats_lock:
+            if len(self._stats_backlog) == self._stats_backlog.maxlen:
+                # InfluxDB has been unreachable for a long time: keep the newest reports.
+                self._log.warning(
+                    "influxdb has not taken a self-metrics report for %d reports; dropping the "
+                    "oldest one (data in the journal is kept)",
+                    len(self._stats_backlog),
+                )
             self._stats_backlog.append(
                 stats_entry(self._settings.ingest_instance, fields, self._clock())
             )
