@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ DB_NAME = "journal.sqlite"
 LOCK_NAME = "journal.lock"
 ENTRY_OVERHEAD_BYTES = 48  # row id, kind, times, lengths: what a row costs beyond its text
 READ_CHUNK_ROWS = 256
+# Entries also kept in memory while the writer keeps up, so it need not read them back.
+CACHE_MAX_ENTRIES = 20_000
 HIGH_WATER_SHARE = 0.8
 
 _SCHEMA = """
@@ -145,6 +148,11 @@ class Journal:
         self._bytes = self._used_bytes()
         self._entries = int(count)
         self._oldest_ns = self._query_oldest()
+        # The newest appends, in order. While `_cache_complete`, it holds every row of the
+        # journal and `read` serves from it; after a restart, or once the writer fell more
+        # than CACHE_MAX_ENTRIES behind, reads go to the database until the journal is empty.
+        self._cache: deque[JournalRecord] = deque()
+        self._cache_complete = self._entries == 0
         self._above_high_water = False
         if self._entries:
             self._log.info(
@@ -212,7 +220,9 @@ class Journal:
         if not entries:
             return
         rows = []
+        sizes = []
         for entry in entries:
+            sizes.append(entry_size(entry))
             rows.append(
                 (
                     entry.kind,
@@ -223,7 +233,7 @@ class Journal:
                     _join(entry.state_lines),
                     len(entry.lines) + len(entry.state_lines),
                     entry.payload[: PAYLOAD_EXCERPT_BYTES + 1],
-                    entry_size(entry),
+                    sizes[-1],
                 )
             )
         with self._lock:
@@ -234,52 +244,84 @@ class Journal:
                     "line_count, payload, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                # One writer, one transaction: the new rows' ids are consecutive.
+                (last_id,) = self._db.execute("SELECT last_insert_rowid()").fetchone()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._cache_appended(int(last_id), entries, sizes)
             if self._entries == 0:
                 self._oldest_ns = entries[0].received_ns
             self._bytes = self._used_bytes()
             self._entries += len(rows)
             self._check_high_water()
 
+    def _cache_appended(self, last_id: int, entries: Sequence[Entry], sizes: list[int]) -> None:
+        if not self._cache_complete:
+            return
+        if len(self._cache) + len(entries) > CACHE_MAX_ENTRIES:
+            self._cache.clear()
+            self._cache_complete = False
+            return
+        first_id = last_id - len(entries) + 1
+        self._cache.extend(
+            JournalRecord(id=first_id + index, entry=entry, size=size)
+            for index, (entry, size) in enumerate(zip(entries, sizes, strict=True))
+        )
+
     def read(self, max_lines: int) -> list[JournalRecord]:
         """The oldest entries, whole, up to `max_lines` lines (at least one entry)."""
+        with self._lock:
+            if self._cache_complete:
+                return self._read_cache(max_lines)
+            return self._read_database(max_lines)
+
+    def _read_cache(self, max_lines: int) -> list[JournalRecord]:
+        records: list[JournalRecord] = []
+        lines = 0
+        for record in self._cache:
+            line_count = record.entry.line_count
+            if records and lines + line_count > max_lines:
+                break
+            records.append(record)
+            lines += line_count
+        return records
+
+    def _read_database(self, max_lines: int) -> list[JournalRecord]:
         records: list[JournalRecord] = []
         lines = 0
         after = 0
-        with self._lock:
-            while True:
-                rows = self._db.execute(
-                    "SELECT id, kind, topic, received_ns, code, lines, state_lines, line_count, "
-                    "payload, size FROM entries WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, READ_CHUNK_ROWS),
-                ).fetchall()
-                for row in rows:
-                    line_count = int(row[7])
-                    if records and lines + line_count > max_lines:
-                        return records
-                    records.append(
-                        JournalRecord(
-                            id=int(row[0]),
-                            entry=Entry(
-                                kind=cast(EntryKind, row[1]),
-                                lines=_split(row[5]),
-                                state_lines=_split(row[6]),
-                                ack_token=None,  # acknowledged when it was journaled
-                                topic=row[2],
-                                received_ns=int(row[3]),
-                                payload=bytes(row[8]),
-                                code=row[4],
-                            ),
-                            size=int(row[9]),
-                        )
-                    )
-                    lines += line_count
-                if len(rows) < READ_CHUNK_ROWS or lines >= max_lines:
+        while True:
+            rows = self._db.execute(
+                "SELECT id, kind, topic, received_ns, code, lines, state_lines, line_count, "
+                "payload, size FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+                (after, READ_CHUNK_ROWS),
+            ).fetchall()
+            for row in rows:
+                line_count = int(row[7])
+                if records and lines + line_count > max_lines:
                     return records
-                after = records[-1].id
+                records.append(
+                    JournalRecord(
+                        id=int(row[0]),
+                        entry=Entry(
+                            kind=cast(EntryKind, row[1]),
+                            lines=_split(row[5]),
+                            state_lines=_split(row[6]),
+                            ack_token=None,  # acknowledged when it was journaled
+                            topic=row[2],
+                            received_ns=int(row[3]),
+                            payload=bytes(row[8]),
+                            code=row[4],
+                        ),
+                        size=int(row[9]),
+                    )
+                )
+                lines += line_count
+            if len(rows) < READ_CHUNK_ROWS or lines >= max_lines:
+                return records
+            after = records[-1].id
 
     def remove(self, records: Sequence[JournalRecord]) -> None:
         """Forget `records` (the oldest ones, as `read` returned them): InfluxDB has them."""
@@ -290,7 +332,11 @@ class Journal:
             self._db.execute("DELETE FROM entries WHERE id <= ?", (last_id,))
             self._bytes = self._used_bytes()
             self._entries = max(0, self._entries - len(records))
+            while self._cache and self._cache[0].id <= last_id:
+                self._cache.popleft()
             if self._entries == 0:
+                self._cache.clear()
+                self._cache_complete = True
                 self._oldest_ns = None
             else:
                 self._oldest_ns = self._query_oldest()

@@ -28,8 +28,8 @@ class Entry:
 
     `lines` go to the raw bucket, `state_lines` to the state bucket (none yet); the message
     counts as stored only when both are. `ack_token` is None for what did not come from the
-    broker (the stats heartbeat) and for what was read back from the journal (acknowledged when
-    it was journaled). `payload` is kept so that a message InfluxDB refuses can still be
+    broker (the stats heartbeat); the journal writer never acknowledges (that happened when the
+    entry was journaled). `payload` is kept so that a message InfluxDB refuses can still be
     dead-lettered.
     """
 

@@ -84,6 +84,6 @@ def test_an_outage_of_influxdb_and_a_kill_9_lose_nothing_and_double_nothing(
     last = {row["_field"]: row["_value"] for row in stats}
     # The last report, at the stop, saw an empty journal.
     assert last["journal_entries"] == 0
-    assert last["journal_fill"] == 0.0
+    assert last["journal_fill"] < 0.001  # an empty database keeps a few pages
     assert last["journal_max_bytes"] == settings.ingest_journal_max_bytes
     assert {"journal_bytes", "journal_oldest_age_s"} <= set(last)

@@ -175,3 +175,21 @@ def test_a_full_journal_stops_acknowledging(tmp_path: Path) -> None:
     stop()
     # Nothing after the journal filled was acknowledged: the broker keeps it.
     assert len(source.acked) == 5
+
+
+def test_reads_stay_in_order_when_the_writer_falls_behind_the_memory_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.journal.CACHE_MAX_ENTRIES", 10)
+    journal = Journal(tmp_path, max_bytes=10**9)
+    journal.append([_entry(i) for i in range(8)])
+    first = journal.read(max_lines=3)
+    assert [r.entry.received_ns for r in first] == [1000, 1001, 1002]
+    journal.remove(first)
+    journal.append([_entry(i) for i in range(8, 16)])  # 13 held: more than the cache keeps
+    ordered = journal.read(max_lines=100)
+    assert [r.entry.received_ns for r in ordered] == [1000 + i for i in range(3, 16)]
+    journal.remove(ordered)
+    journal.append([_entry(16)])  # empty again: served from memory again
+    assert [r.entry.received_ns for r in journal.read(max_lines=100)] == [1016]
+    journal.close()
