@@ -136,18 +136,15 @@ class Journal:
                 f"the ingest journal {directory} is in use by another process: give each "
                 "ingest replica its own EDGEWATCH_INGEST_INSTANCE"
             ) from exc
-        self._db = sqlite3.connect(
-            directory / DB_NAME, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so an acknowledged message survives power loss.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-        (count,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
-        self._bytes = self._used_bytes()
-        self._entries = int(count)
-        self._oldest_ns = self._query_oldest()
+        try:
+            self._open_database()
+        except sqlite3.Error as exc:
+            os.close(self._lock_fd)
+            raise JournalError(
+                f"the ingest journal {directory / DB_NAME} cannot be opened: {exc}; if it is "
+                "damaged, move it aside to start with an empty journal (what it held is then "
+                "not written to InfluxDB)"
+            ) from exc
         # The newest appends, in order. While `_cache_complete`, it holds every row of the
         # journal and `read` serves from it; after a restart, or once the writer fell more
         # than CACHE_MAX_ENTRIES behind, reads go to the database until the journal is empty.
@@ -163,6 +160,20 @@ class Journal:
                 self._bytes,
             )
         self._check_high_water()
+
+    def _open_database(self) -> None:
+        self._db = sqlite3.connect(
+            self.directory / DB_NAME, check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsynced at every commit, so an acknowledged message survives power loss.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        (count,) = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()
+        self._bytes = self._used_bytes()
+        self._entries = int(count)
+        self._oldest_ns = self._query_oldest()
 
     # ------------------------------------------------------------------ state
 

@@ -193,3 +193,12 @@ def test_reads_stay_in_order_when_the_writer_falls_behind_the_memory_cache(
     journal.append([_entry(16)])  # empty again: served from memory again
     assert [r.entry.received_ns for r in journal.read(max_lines=100)] == [1016]
     journal.close()
+
+
+def test_a_damaged_journal_is_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "journal.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(JournalError, match="move it aside"):
+        Journal(tmp_path, max_bytes=10**9)
+    # The lock was released: a repaired journal opens.
+    (tmp_path / "journal.sqlite").unlink()
+    Journal(tmp_path, max_bytes=10**9).close()
