@@ -12,10 +12,10 @@ the WAL was fsynced, so an appended entry survives kill -9 of the ingest and a p
 back by SQLite on the next open; its messages were not acknowledged yet, so the broker
 still holds them.
 
-Why SQLite and not segment files: both fsync once per appended batch, which is the cost that
-matters (bench/outage.py measures the drain rate with and without the journal); SQLite brings
+Why SQLite and not segment files: both must fsync once per appended batch; SQLite brings
 crash recovery, the in-order read and the remove-through-id for free, and the edge agent
-already keeps its spool the same way.
+already keeps its spool the same way. Its cost against no journal is measured by
+`python -m bench.outage --compare` (BENCHMARKS.md).
 
 One journal per ingest instance: the directory is locked (flock) while open, so a second
 process on the same directory fails at start with a clear error instead of draining twice.
