@@ -224,6 +224,47 @@ def counter_rates(stats: pd.DataFrame, counters: Sequence[str]) -> pd.DataFrame:
     return merged.groupby("time", as_index=False)[list(counters)].sum(min_count=1)
 
 
+INGEST_STATS_MAX_WINDOWS = 360
+INGEST_INSTANCE_COLUMNS = (
+    "queue_depth",
+    "lag_ms",
+    "journal_entries",
+    "journal_bytes",
+    "journal_fill",
+    "journal_oldest_age_s",
+)
+
+
+def ingest_stats_window(time_range: TimeRange, report_interval_s: float) -> timedelta:
+    """The window that aligns the instances' reports: at least two report intervals (so each
+    instance has a report in every window), and at most `INGEST_STATS_MAX_WINDOWS` windows."""
+    span_s = (time_range.stop - time_range.start).total_seconds()
+    seconds = max(2.0 * report_interval_s, span_s / INGEST_STATS_MAX_WINDOWS, 1.0)
+    return timedelta(seconds=math.ceil(seconds))
+
+
+def per_instance(stats: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One column per ingest instance of `column` over `time` (for a chart of replicas)."""
+    if stats.empty or column not in stats or "instance" not in stats:
+        return pd.DataFrame(columns=["time"])
+    wide = stats.pivot_table(index="time", columns="instance", values=column, aggfunc="last")
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.reset_index()
+
+
+def ingest_instances(stats: pd.DataFrame) -> pd.DataFrame:
+    """Each instance's newest report: when, queue depth, lag and journal fill."""
+    columns = ["instance", "as of", *INGEST_INSTANCE_COLUMNS]
+    if stats.empty or "instance" not in stats:
+        return pd.DataFrame(columns=columns)
+    latest = stats.sort_values("time").groupby("instance", as_index=False).last()
+    latest = latest.rename(columns={"time": "as of"})
+    for column in INGEST_INSTANCE_COLUMNS:
+        if column not in latest:
+            latest[column] = float("nan")
+    return latest[columns].sort_values("instance").reset_index(drop=True)
+
+
 def fleet_frame(view: FleetView) -> pd.DataFrame:
     """One row per device: site, device, state, reason, since, last seen and what it runs."""
     rows = []
@@ -717,9 +758,16 @@ class FleetStore:
     # -- ingest
 
     def ingest_stats(self, time_range: TimeRange) -> pd.DataFrame:
+        """Each instance's last report per window (windows shared by all instances)."""
+        every = ingest_stats_window(time_range, self._conn.ingest_interval_s)
         rows = self._query(
             "ingest_stats",
-            {"bucket": self._conn.bucket, "start": time_range.start, "stop": time_range.stop},
+            {
+                "bucket": self._conn.bucket,
+                "start": time_range.start,
+                "stop": time_range.stop,
+                "every": every,
+            },
         )
         frame = pd.DataFrame(rows)
         if frame.empty:

@@ -32,9 +32,11 @@ EntryKind = Literal["telemetry", "alert", "status", "dead_letter", "ingest_stats
 class Entry:
     """The lines one message (or one self-metrics report) becomes, and its ack token.
 
-    `ack_token` is None for what did not come from the broker (the stats heartbeat).
-    `payload` is kept so that a message InfluxDB refuses can still be dead-lettered.
-    `state_lines` go to the state bucket (edgewatch.schema.state_lines), `lines` to raw.
+    `lines` go to the raw bucket, `state_lines` to the state bucket (edgewatch.schema.state_lines);
+    the message counts as stored only when both are. `ack_token` is None for what did not come
+    from the broker (the stats heartbeat); the journal writer never acknowledges (that happened
+    when the entry was journaled). `payload` is kept so that a message InfluxDB refuses can
+    still be dead-lettered.
     """
 
     kind: EntryKind
@@ -45,6 +47,10 @@ class Entry:
     payload: bytes = b""
     code: str | None = None
     state_lines: tuple[str, ...] = ()
+
+    @property
+    def line_count(self) -> int:
+        return len(self.lines) + len(self.state_lines)
 
     @property
     def is_dead_letter(self) -> bool:
@@ -185,7 +191,7 @@ class Pipeline:
         if self._batch.opened_at is None:
             self._batch.opened_at = now
         self._batch.entries.append(entry)
-        self._batch.line_count += len(entry.lines)
+        self._batch.line_count += entry.line_count
 
     def is_full(self) -> bool:
         return self._batch.line_count >= self._max_lines

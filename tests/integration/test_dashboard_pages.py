@@ -307,7 +307,8 @@ def test_ingest_page_shows_rates_rejects_and_dead_letters(
     letters = table_of(at, "code", "topic", "payload")
     assert sorted(letters["code"]) == ["json", "json", "schema"]
     assert "payload is not JSON" in set(letters["reason"])
-    assert len(at.get("plotly_chart")) == 5  # rates, latency, queue, lag, rejects by code
+    # rates, latency, queue, lag, journal fill, rejects by code
+    assert len(at.get("plotly_chart")) == 6
 
 
 @pytest.fixture(scope="module")

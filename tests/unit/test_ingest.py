@@ -6,6 +6,7 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from edgewatch.models import InboundMessage
 from edgewatch.settings import load_settings
@@ -294,9 +295,12 @@ class FakeSink:
         return self.sink.store(entries, give_up=give_up)
 
 
-def test_service_acks_after_store_dead_letters_and_reports_when_idle() -> None:
+def test_service_acks_after_store_dead_letters_and_reports_when_idle(tmp_path: Path) -> None:
     settings = load_settings(
-        mqtt_topic_root=ROOT, ingest_flush_interval_seconds=0.05, ingest_stats_interval_seconds=0.1
+        mqtt_topic_root=ROOT,
+        ingest_flush_interval_seconds=0.05,
+        ingest_stats_interval_seconds=0.1,
+        ingest_journal_dir=tmp_path,
     )
     sources: list[FakeSource] = []
     sink = FakeSink()
