@@ -179,6 +179,7 @@ class InfluxSink:
         state_post: Post | None = None,
         logger: logging.Logger | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], int] = time.time_ns,
         backoff_initial_seconds: float = BACKOFF_INITIAL_SECONDS,
         backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
         log_interval_seconds: float = LOG_INTERVAL_SECONDS,
@@ -188,6 +189,8 @@ class InfluxSink:
         self._state_post = state_post or post
         self._log = logger or logging.getLogger(__name__)
         self._monotonic = monotonic
+        # Wall clock for which rollup markers are due (`Entry.raw_lines`).
+        self._clock = clock
         self._backoff_initial = backoff_initial_seconds
         self._backoff_max = backoff_max_seconds
         self._log_interval = log_interval_seconds
@@ -225,7 +228,7 @@ class InfluxSink:
     ) -> WriteResponse | None:
         """Write each bucket's lines of `part`; the first refusal (or give-up) is the answer."""
         groups = (
-            (self._post, [line for entry in part for line in entry.lines]),
+            (self._post, [line for entry in part for line in entry.raw_lines(self._clock())]),
             (self._state_post, [line for entry in part for line in entry.state_lines]),
         )
         response = WriteResponse(status=204)

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS entries (
     code TEXT,
     lines TEXT NOT NULL,
     state_lines TEXT NOT NULL,
+    rollup_markers TEXT NOT NULL DEFAULT '',
     line_count INTEGER NOT NULL,
     payload BLOB NOT NULL,
     size INTEGER NOT NULL
@@ -90,7 +91,11 @@ class JournalFill:
 
 def entry_size(entry: Entry) -> int:
     """An entry's text and overhead in bytes (what `peek` sums; the limit counts pages)."""
-    text = sum(len(line) + 1 for line in entry.lines) + sum(len(s) + 1 for s in entry.state_lines)
+    text = (
+        sum(len(line) + 1 for line in entry.lines)
+        + sum(len(s) + 1 for s in entry.state_lines)
+        + sum(len(m) + 21 for _, m in entry.rollup_markers)
+    )
     return (
         text + len(entry.topic) + min(len(entry.payload), PAYLOAD_EXCERPT_BYTES + 1)
     ) + ENTRY_OVERHEAD_BYTES
@@ -98,6 +103,15 @@ def entry_size(entry: Entry) -> int:
 
 def _join(lines: tuple[str, ...]) -> str:
     return "\n".join(lines)
+
+
+def _join_markers(markers: tuple[tuple[int, str], ...]) -> str:
+    return "\n".join(f"{at_ns} {line}" for at_ns, line in markers)
+
+
+def _split_markers(text: str) -> tuple[tuple[int, str], ...]:
+    pairs = (row.split(" ", 1) for row in text.split("\n") if row)
+    return tuple((int(at_ns), line) for at_ns, line in pairs)
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -242,7 +256,8 @@ class Journal:
                     entry.code,
                     _join(entry.lines),
                     _join(entry.state_lines),
-                    len(entry.lines) + len(entry.state_lines),
+                    _join_markers(entry.rollup_markers),
+                    entry.line_count,
                     entry.payload[: PAYLOAD_EXCERPT_BYTES + 1],
                     sizes[-1],
                 )
@@ -252,7 +267,8 @@ class Journal:
             try:
                 self._db.executemany(
                     "INSERT INTO entries (kind, topic, received_ns, code, lines, state_lines, "
-                    "line_count, payload, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "rollup_markers, line_count, payload, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 # One writer, one transaction: the new rows' ids are consecutive.
@@ -306,7 +322,7 @@ class Journal:
         while True:
             rows = self._db.execute(
                 "SELECT id, kind, topic, received_ns, code, lines, state_lines, line_count, "
-                "payload, size FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+                "payload, size, rollup_markers FROM entries WHERE id > ? ORDER BY id LIMIT ?",
                 (after, READ_CHUNK_ROWS),
             ).fetchall()
             for row in rows:
@@ -320,6 +336,7 @@ class Journal:
                             kind=cast(EntryKind, row[1]),
                             lines=_split(row[5]),
                             state_lines=_split(row[6]),
+                            rollup_markers=_split_markers(row[10]),
                             ack_token=None,  # acknowledged when it was journaled
                             topic=row[2],
                             received_ns=int(row[3]),

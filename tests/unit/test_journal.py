@@ -14,7 +14,7 @@ from edgewatch.models import InboundMessage
 from edgewatch.settings import load_settings
 from ingest.influx_sink import InfluxSink
 from ingest.journal import Journal, JournalError
-from ingest.pipeline import Entry
+from ingest.pipeline import Entry, to_entry
 from ingest.service import IngestService
 from tests.unit.test_ingest import ROOT, FakeInflux, FakeSource, _good, _msg
 
@@ -202,3 +202,33 @@ def test_a_damaged_journal_is_refused_with_the_fix(tmp_path: Path) -> None:
     # The lock was released: a repaired journal opens.
     (tmp_path / "journal.sqlite").unlink()
     Journal(tmp_path, max_bytes=10**9).close()
+
+
+def test_rollup_markers_survive_a_reopen_and_fall_due_by_the_write_time(tmp_path: Path) -> None:
+    # A reading of 10:00:30 received in time (10:01:10) but written after an outage: the
+    # rollup service may have aggregated its minute meanwhile, so its hour must be marked.
+    hour = 10 * 3600 * 10**9
+    reading_ns = hour + 30 * 10**9
+    received_ns = hour + 70 * 10**9
+    entry = to_entry(
+        InboundMessage(
+            topic=f"{ROOT}/s/d/telemetry",
+            payload=f'{{"ts": {reading_ns / 1e9}, "metrics": {{"x": 1}}}}'.encode(),
+            received_ns=received_ns,
+            ack_token=1,
+        ),
+        root=ROOT,
+    )
+    marker = f"rollup_dirty,device=d,site=s received_ns={received_ns}i {hour}"
+    assert entry.rollup_markers == ((hour + 120 * 10**9, marker),)
+    assert marker not in entry.raw_lines(received_ns)
+    journal = Journal(tmp_path, max_bytes=10**9)
+    journal.append([entry])
+    journal.close()
+    reopened = Journal(tmp_path, max_bytes=10**9)
+    (record,) = reopened.read(max_lines=100)
+    reopened.close()
+    stored = record.entry
+    assert stored.rollup_markers == entry.rollup_markers
+    assert stored.raw_lines(hour + 119 * 10**9) == list(entry.lines)
+    assert stored.raw_lines(hour + 600 * 10**9) == [*entry.lines, marker]
