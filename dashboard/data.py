@@ -837,17 +837,6 @@ def store_for(connection: Connection) -> FleetStore:
     return FleetStore(client=client, connection=connection)
 
 
-def ping(connection: Connection) -> str | None:
-    """None when InfluxDB answers, else the message to show."""
-    client = get_client(connection.url, connection.token, connection.org, connection.timeout_s)
-    try:
-        if client.ping():
-            return None
-    except Exception as exc:
-        return unreachable_message(connection.url, exc)
-    return unreachable_message(connection.url, ConnectionError("no answer"))
-
-
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
 def load_fleet(connection: Connection) -> FleetView:
     return store_for(connection).fleet(time.time_ns())

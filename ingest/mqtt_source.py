@@ -154,10 +154,6 @@ class MqttSource:
     def receive_maximum(self) -> int:
         return self._receive_maximum
 
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
-
     def start(self) -> None:
         """Connect in the background; paho's thread retries until the broker answers."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
