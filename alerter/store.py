@@ -13,7 +13,6 @@ next to this module, every value passed as a parameter.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from edgewatch.health import (
 from edgewatch.rows import (
     DeviceInfo,
     Heartbeat,
+    as_float,
     parse_alert_actions,
     parse_alert_events,
     parse_device_actions,
@@ -83,16 +83,6 @@ def _ns(value: Any) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp()) * NS_PER_SECOND + value.microsecond * 1000
     return int(value)
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _str(value: Any) -> str:
@@ -143,13 +133,13 @@ def parse_rates(
     """(last - first) / seconds between them, per device with two distinct points."""
     firsts = {}
     for row in first_rows:
-        value = _float(row.get("_value"))
+        value = as_float(row.get("_value"))
         if value is not None:
             firsts[(str(row["site"]), str(row["device"]))] = (_ns(row["_time"]), value)
     rates = {}
     for row in last_rows:
         key = (str(row["site"]), str(row["device"]))
-        value = _float(row.get("_value"))
+        value = as_float(row.get("_value"))
         if value is None or key not in firsts:
             continue
         t0, v0 = firsts[key]
@@ -350,7 +340,7 @@ class AlerterStore:
                 {"bucket": self._config.bucket, "start": now - METRIC_LOOKBACK, "metric": metric},
             )
             for row in rows:
-                value = _float(row.get("_value"))
+                value = as_float(row.get("_value"))
                 if value is not None:
                     key = (str(row["site"]), str(row["device"]))
                     metrics.setdefault(key, {})[str(row["_field"])] = value
