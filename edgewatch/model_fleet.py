@@ -1,0 +1,352 @@
+"""Core room: the model fleet's statistics and rules, as pure functions.
+
+Which version runs where, canary against stable (Mann-Whitney U with an effect size), drift
+of a device's confidence against its own baseline (population stability index) and model
+integrity (a device's model hash against its release). Values in, frozen dataclasses out: the
+dashboard's Models page and the alerter's `model_drift` / `model_integrity` rules call the
+same functions, so what the page lists is what the rules raise. No I/O, no clock.
+
+The decisions (test, thresholds, integrity rule) are in docs/architecture.md, "Model fleet".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+# Canary against stable: below this many devices on either side, say so instead of a p-value.
+# The normal approximation of U is poor for tiny samples and 3 against 3 cannot reach
+# p < 0.05 two-sided in any case (the smallest exact p is 0.1).
+MIN_DEVICES_PER_GROUP = 4
+SIGNIFICANCE_LEVEL = 0.05
+
+# Drift: PSI over 10 equal-width bins of confidence on [0, 1]. 0.1 is the usual "moderate
+# shift", 0.2 the usual "significant shift" (credit-scoring practice, also Edge Impulse's
+# and most model-monitoring tools' default); a device is drifting at PSI >= 0.2.
+PSI_BINS = 10
+PSI_THRESHOLD = 0.2
+# A bin with no values gets this share instead of 0, so the logarithm stays finite.
+PSI_EMPTY_BIN_SHARE = 1e-4
+# Fewer readings than this in either window: no verdict for that device (not "not drifting").
+MIN_READINGS_PER_WINDOW = 20
+
+
+@dataclass(frozen=True, slots=True)
+class MannWhitney:
+    """Mann-Whitney U of sample a against sample b, normal approximation with tie correction.
+
+    `u` is U of a (the number of pairs where a is larger, ties counting one half);
+    `cliffs_delta` is P(a > b) - P(a < b), in -1..1 (equal to the rank-biserial correlation):
+    positive when a tends to be larger.
+    """
+
+    n_a: int
+    n_b: int
+    u: float
+    z: float
+    p_value: float
+    cliffs_delta: float
+
+
+def _ranks(values: Sequence[float]) -> tuple[list[float], list[int]]:
+    """Average ranks (1-based) of `values`, and the sizes of the groups of ties."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    ties: list[int] = []
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        average = (start + end) / 2 + 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = average
+        ties.append(end - start + 1)
+        start = end + 1
+    return ranks, ties
+
+
+def mann_whitney_u(a: Sequence[float], b: Sequence[float]) -> MannWhitney:
+    """Two-sided Mann-Whitney U test (normal approximation, tie and continuity corrected).
+
+    The same figures as `scipy.stats.mannwhitneyu(a, b, method="asymptotic")`.
+    """
+    n_a, n_b = len(a), len(b)
+    if n_a == 0 or n_b == 0:
+        raise ValueError("both samples need at least one value")
+    ranks, ties = _ranks([*a, *b])
+    rank_sum_a = sum(ranks[:n_a])
+    u_a = rank_sum_a - n_a * (n_a + 1) / 2
+    n = n_a + n_b
+    mean_u = n_a * n_b / 2
+    tie_term = sum(t**3 - t for t in ties)
+    variance = n_a * n_b / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:
+        # Every value equal: no evidence of any difference.
+        return MannWhitney(n_a, n_b, u_a, 0.0, 1.0, 0.0)
+    # Continuity correction towards the mean, as scipy does.
+    z = (abs(u_a - mean_u) - 0.5) / math.sqrt(variance)
+    z = max(z, 0.0) * (1 if u_a >= mean_u else -1)
+    p_value = min(1.0, math.erfc(abs(z) / math.sqrt(2)))
+    cliffs = 2 * u_a / (n_a * n_b) - 1
+    return MannWhitney(n_a, n_b, u_a, z, p_value, cliffs)
+
+
+def effect_size_words(delta: float) -> str:
+    """Romano et al.'s thresholds for |Cliff's delta|: 0.147, 0.33, 0.474."""
+    size = abs(delta)
+    if size < 0.147:
+        return "negligible"
+    if size < 0.33:
+        return "small"
+    if size < 0.474:
+        return "medium"
+    return "large"
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One metric of group a against group b, on per-device values, with a verdict in words."""
+
+    metric: str
+    n_a: int
+    n_b: int
+    median_a: float | None
+    median_b: float | None
+    test: MannWhitney | None
+    verdict: str
+
+    @property
+    def enough_data(self) -> bool:
+        return self.test is not None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def compare_groups(
+    metric: str,
+    a_name: str,
+    a: Sequence[float],
+    b_name: str,
+    b: Sequence[float],
+    *,
+    min_devices: int = MIN_DEVICES_PER_GROUP,
+) -> Comparison:
+    """Compare one metric's per-device values of two groups and say what it means."""
+    median_a, median_b = _median(a), _median(b)
+    if len(a) < min_devices or len(b) < min_devices:
+        verdict = (
+            f"too little data to tell: {a_name} has {len(a)} device(s), {b_name} {len(b)}; "
+            f"the comparison needs at least {min_devices} on each side"
+        )
+        return Comparison(metric, len(a), len(b), median_a, median_b, None, verdict)
+    test = mann_whitney_u(a, b)
+    if test.p_value < SIGNIFICANCE_LEVEL:
+        direction = "higher" if test.cliffs_delta > 0 else "lower"
+        verdict = (
+            f"{metric} of {a_name} is {direction} than {b_name} "
+            f"(Mann-Whitney U={test.u:g}, p={test.p_value:.3g}, "
+            f"Cliff's delta={test.cliffs_delta:+.2f}, {effect_size_words(test.cliffs_delta)})"
+        )
+    else:
+        verdict = (
+            f"no significant difference in {metric} between {a_name} and {b_name} "
+            f"(Mann-Whitney U={test.u:g}, p={test.p_value:.3g}, "
+            f"Cliff's delta={test.cliffs_delta:+.2f})"
+        )
+    return Comparison(metric, len(a), len(b), median_a, median_b, test, verdict)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation (numpy's default); None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+# ---------------------------------------------------------------------------------- drift
+
+
+def _shares(values: Sequence[float], bins: int) -> list[float]:
+    counts = [0] * bins
+    for value in values:
+        index = min(bins - 1, max(0, int(value * bins)))
+        counts[index] += 1
+    total = len(values)
+    return [max(count / total, PSI_EMPTY_BIN_SHARE) for count in counts]
+
+
+def population_stability_index(
+    baseline: Sequence[float], recent: Sequence[float], *, bins: int = PSI_BINS
+) -> float:
+    """PSI of `recent` against `baseline`, values in [0, 1] in `bins` equal-width bins."""
+    if not baseline or not recent:
+        raise ValueError("both windows need at least one value")
+    expected = _shares(baseline, bins)
+    actual = _shares(recent, bins)
+    return sum((a - e) * math.log(a / e) for a, e in zip(actual, expected, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    site: str
+    device: str
+    psi: float | None
+    baseline_readings: int
+    recent_readings: int
+    baseline_median: float | None
+    recent_median: float | None
+
+    @property
+    def drifting(self) -> bool:
+        return self.psi is not None and self.psi >= PSI_THRESHOLD
+
+
+def device_drift(
+    site: str,
+    device: str,
+    baseline: Sequence[float],
+    recent: Sequence[float],
+    *,
+    min_readings: int = MIN_READINGS_PER_WINDOW,
+) -> DriftResult:
+    """One device's confidence drift; no PSI (no verdict) when a window is too thin."""
+    psi = None
+    if len(baseline) >= min_readings and len(recent) >= min_readings:
+        psi = population_stability_index(baseline, recent)
+    return DriftResult(
+        site, device, psi, len(baseline), len(recent), _median(baseline), _median(recent)
+    )
+
+
+# ------------------------------------------------------------------------------ integrity
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceModel:
+    """What a device last said it runs (its latest status)."""
+
+    site: str
+    device: str
+    model: str
+    version: str
+    sha256: str | None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityFlag:
+    site: str
+    device: str
+    model: str
+    version: str
+    sha256: str
+    expected: str
+    rule: str  # "release" (a registered release) or "majority" (the rest of the fleet)
+
+    @property
+    def message(self) -> str:
+        against = "the registered release" if self.rule == "release" else "the fleet majority"
+        return (
+            f"{self.model} {self.version} on {self.site}/{self.device} has sha256 "
+            f"{self.sha256[:12]}…, {against} has {self.expected[:12]}…"
+        )
+
+
+def integrity_flags(
+    devices: Iterable[DeviceModel], releases: Mapping[tuple[str, str], str]
+) -> list[IntegrityFlag]:
+    """Devices whose model hash differs from their version's release, or from the majority.
+
+    With a registered release (model, version) -> sha256, every other hash is flagged. With
+    none, the hash most devices of that version report is taken as the reference, and only a
+    strict majority counts: two devices that disagree prove nothing about which one is wrong.
+    Devices that report no hash are not judged (a v1 device).
+    """
+    by_version: dict[tuple[str, str], list[DeviceModel]] = {}
+    for device in devices:
+        if device.sha256 is not None:
+            by_version.setdefault((device.model, device.version), []).append(device)
+    flags: list[IntegrityFlag] = []
+    for key, members in sorted(by_version.items()):
+        expected = releases.get(key)
+        rule = "release"
+        if expected is None:
+            rule = "majority"
+            (common, count), *_ = Counter(m.sha256 for m in members).most_common(1)
+            if common is None or count * 2 <= len(members):
+                continue
+            expected = common
+        flags.extend(
+            IntegrityFlag(m.site, m.device, m.model, m.version, m.sha256, expected, rule)
+            for m in members
+            if m.sha256 is not None and m.sha256 != expected
+        )
+    return sorted(flags, key=lambda f: (f.site, f.device))
+
+
+# ------------------------------------------------------------------------------- rollouts
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPoint:
+    """One stored status of a device: when it was received and the version it named."""
+
+    ts_ns: int
+    site: str
+    device: str
+    model: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """A device moved from one version of its model to another (a rollout mark)."""
+
+    ts_ns: int
+    site: str
+    device: str
+    model: str
+    from_version: str
+    to_version: str
+
+
+def version_changes(history: Iterable[StatusPoint]) -> list[VersionChange]:
+    """Where a device's reported (model, version) changed, in time order."""
+    last: dict[tuple[str, str], StatusPoint] = {}
+    changes: list[VersionChange] = []
+    for point in sorted(history, key=lambda p: (p.ts_ns, p.site, p.device)):
+        key = (point.site, point.device)
+        before = last.get(key)
+        if before is not None and before.model == point.model and before.version != point.version:
+            changes.append(
+                VersionChange(
+                    point.ts_ns,
+                    point.site,
+                    point.device,
+                    point.model,
+                    before.version,
+                    point.version,
+                )
+            )
+        last[key] = point
+    return changes
+
+
+def matches_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """A device is in a label group when it carries every wanted key with its value."""
+    return all(labels.get(key) == value for key, value in wanted.items())
