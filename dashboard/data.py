@@ -661,6 +661,16 @@ class FleetStore:
             raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
         return [dict(record.values) for table in tables for record in table.records]
 
+    def query(
+        self, name: str, params: Mapping[str, Any], *, devices: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run `queries/<name>.flux` with `params` (for the other stores of this room)."""
+        return self._query(name, params, devices=devices)
+
+    def write_ops(self, record: str, what: str) -> None:
+        """Store one operator action line in the ops bucket."""
+        self._write_ops(record, what)
+
     # -- fleet
 
     def heartbeat(self, now: datetime) -> Heartbeat:

@@ -12,6 +12,7 @@ The decisions (test, thresholds, integrity rule) are in docs/architecture.md, "M
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ PSI_BINS = 10
 PSI_THRESHOLD = 0.2
 # A bin with no values gets this share instead of 0, so the logarithm stays finite.
 PSI_EMPTY_BIN_SHARE = 1e-4
-# Fewer readings than this in either window: no verdict for that device (not "not drifting").
-MIN_READINGS_PER_WINDOW = 20
+# Fewer values than this in either window (readings, or windowed means on a long range): no
+# verdict for that device (which is not "not drifting").
+MIN_READINGS_PER_WINDOW = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,3 +352,36 @@ def version_changes(history: Iterable[StatusPoint]) -> list[VersionChange]:
 def matches_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     """A device is in a label group when it carries every wanted key with its value."""
     return all(labels.get(key) == value for key, value in wanted.items())
+
+
+# ------------------------------------------------------------------------ operators' input
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,255}")
+MAX_LABEL_VALUE_CHARS = 64
+LABEL_ACTIONS = ("set", "remove")
+
+
+def validate_release(model: str, version: str, sha256: str, user: str) -> str:
+    """Refuse a release registration that could not match any device; the normalised hash."""
+    if not user:
+        raise ValueError("a release is registered by a signed-in operator")
+    if not _NAME.fullmatch(model) or not _NAME.fullmatch(version):
+        raise ValueError("model and version: letters, digits and . _ + - (as devices report them)")
+    digest = sha256.strip().lower()
+    if not _SHA256.fullmatch(digest):
+        raise ValueError("sha256: 64 hex digits, e.g. the output of `sha256sum model.onnx`")
+    return digest
+
+
+def validate_label(key: str, value: str, action: str, user: str) -> None:
+    """The same bounds as a device's own labels (contract v1.1)."""
+    if not user:
+        raise ValueError("a label is set by a signed-in operator")
+    if action not in LABEL_ACTIONS:
+        raise ValueError(f"label action must be one of {', '.join(LABEL_ACTIONS)}")
+    if not _LABEL_KEY.fullmatch(key):
+        raise ValueError("label key: a lowercase letter, then up to 31 of a-z, 0-9 and _")
+    if action == "set" and not 0 < len(value) <= MAX_LABEL_VALUE_CHARS:
+        raise ValueError(f"label value: 1 to {MAX_LABEL_VALUE_CHARS} characters")

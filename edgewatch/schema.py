@@ -23,6 +23,8 @@ MEASUREMENT_INGEST_STATS = "ingest_stats"
 MEASUREMENT_ALERT_ACTION = "alert_action"
 MEASUREMENT_DEVICE_ACTION = "device_action"
 MEASUREMENT_LAST_SEEN = "device_last_seen"
+MEASUREMENT_RELEASE_ACTION = "release_action"
+MEASUREMENT_LABEL_ACTION = "label_action"
 
 # The state bucket's last-seen is one point per device per hour of receipt: each telemetry
 # message overwrites its hour's point, so the newest point holds the exact newest receipt,
@@ -294,6 +296,30 @@ def device_action_line(
         MEASUREMENT_DEVICE_ACTION,
         {"site": site, "device": device},
         {"action": action, "user": user, "note": note},
+        ts_ns,
+    )
+
+
+def release_action_line(
+    *, model: str, version: str, sha256: str, user: str, note: str, ts_ns: int
+) -> str:
+    """An operator's registration of a model release (ops bucket): the hash devices must run."""
+    return line(
+        MEASUREMENT_RELEASE_ACTION,
+        {"model": model, "version": version},
+        {"action": "register", "sha256": sha256, "user": user, "note": note},
+        ts_ns,
+    )
+
+
+def label_action_line(
+    *, site: str, device: str, key: str, value: str, action: str, user: str, ts_ns: int
+) -> str:
+    """An operator's label on a device (ops bucket): `set` key=value, or `remove` the key."""
+    return line(
+        MEASUREMENT_LABEL_ACTION,
+        {"site": site, "device": device},
+        {"action": action, "key": key, "value": value, "user": user},
         ts_ns,
     )
 

@@ -101,7 +101,7 @@ def test_psi_known_value() -> None:
 
 
 def test_drift_needs_enough_readings() -> None:
-    thin = device_drift("s", "d", [0.8] * 5, [0.3] * 5)
+    thin = device_drift("s", "d", [0.8] * 4, [0.3] * 4)
     assert thin.psi is None and not thin.drifting
     drifting = device_drift("s", "d", [0.86] * 30, [0.4] * 30)
     assert drifting.drifting
