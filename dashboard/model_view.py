@@ -386,3 +386,13 @@ def confidence_figure(windows: pd.DataFrame) -> go.Figure:
         title="Confidence by version", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}
     )
     return figure
+
+
+def default_pair(changes: Sequence[VersionChange], versions: Sequence[str]) -> tuple[str, str]:
+    """The versions to compare first: the latest rollout's new and old ones, when both ran."""
+    for change in reversed(changes):
+        new = f"{change.model} {change.to_version}"
+        old = f"{change.model} {change.from_version}"
+        if new in versions and old in versions:
+            return new, old
+    return versions[-1], versions[0]

@@ -61,11 +61,14 @@ st.plotly_chart(model_view.confidence_figure(windows), key="models_confidence")
 
 st.subheader("Canary against stable")
 versions = sorted(windows["version"].unique()) if not windows.empty else []
+changes = model_view.rollout_changes([r for r in loaded.history if (r.site, r.device) in keys])
 if len(versions) >= 2:
+    first_a, first_b = model_view.default_pair(changes, versions)
     k1, k2 = st.columns(2)
-    version_a = k1.selectbox("Version a (canary)", versions, index=len(versions) - 1,
+    version_a = k1.selectbox("Version a (canary)", versions, index=versions.index(first_a),
                              key="models_a")  # fmt: skip
-    version_b = k2.selectbox("Version b (stable)", versions, index=0, key="models_b")
+    version_b = k2.selectbox("Version b (stable)", versions, index=versions.index(first_b),
+                             key="models_b")  # fmt: skip
     results = model_view.compare_versions(values, version_a or "", version_b or "")
     for result in results:
         st.markdown(f"- **{result.metric}**: {result.verdict}")
@@ -101,9 +104,6 @@ st.subheader("Where each version runs")
 st.dataframe(model_view.where_frame(devices, flags), hide_index=True, key="models_where")
 
 st.subheader("Rollouts")
-changes = model_view.rollout_changes(
-    [r for r in loaded.history if (r.site, r.device) in keys and r.ts_ns >= 0]
-)
 if changes:
     st.plotly_chart(model_view.rollout_figure(changes), key="models_rollouts")
     st.dataframe(model_view.rollout_frame(changes), hide_index=True, key="models_rollout_table")
