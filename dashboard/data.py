@@ -646,7 +646,9 @@ class FleetStore:
     def _query(
         self, name: str, params: Mapping[str, Any], *, devices: str | None = None
     ) -> list[dict[str, Any]]:
-        text = render_query(name, devices)
+        return self._run(name, render_query(name, devices), params)
+
+    def _run(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:
             tables = self._client.query_api().query(
                 text,

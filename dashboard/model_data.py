@@ -2,8 +2,8 @@
 
 The queries (`queries/model_*.flux`) are pushed down to storage and bounded: the status
 history and operators' actions are few (births, registrations); the metrics come in at most
-`METRIC_WINDOWS` windows per device and metric, and confidence for drift in at most
-`DRIFT_WINDOWS`, from raw data or the rollups as `dashboard.ranges` chooses for the range.
+`METRIC_WINDOWS` windows per device, and confidence for drift as two histograms per device
+counted in storage, from raw data or the rollups as `dashboard.ranges` chooses for the range.
 Cached with `st.cache_data`, keyed on the connection and the range; the pure frames are
 `dashboard.model_view`'s.
 """
@@ -36,7 +36,6 @@ from edgewatch.schema import label_action_line, release_action_line
 logger = logging.getLogger(__name__)
 
 METRIC_WINDOWS = 24
-DRIFT_WINDOWS = 360
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +69,16 @@ def read_models(store: FleetStore, time_range: TimeRange, now: datetime) -> Mode
         _windows_query("model_metric_windows", metric_plan),
         {**span, "bucket": conn.bucket_for(metric_plan.source), "every": metric_plan.window},
     )
-    drift_plan = plan_for(time_range, DRIFT_WINDOWS, now=now)
+    drift_plan = plan_for(time_range, METRIC_WINDOWS, now=now)
+    third = time_range.span / 3
     confidence_rows = store.query(
-        _windows_query("model_confidence_windows", drift_plan),
-        {**span, "bucket": conn.bucket_for(drift_plan.source), "every": drift_plan.window},
+        _windows_query("model_confidence_histogram", drift_plan),
+        {
+            **span,
+            "bucket": conn.bucket_for(drift_plan.source),
+            "split1": time_range.start + third,
+            "split2": time_range.stop - third,
+        },
     )
     alert_rows = store.query("model_alert_counts", {**span, "bucket": conn.bucket_state})
     alert_counts = {(str(r["site"]), str(r["device"])): int(r["_value"] or 0) for r in alert_rows}

@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from edgewatch.model_fleet import (
+    PSI_BINS,
     Comparison,
     DeviceModel,
     DriftResult,
@@ -194,25 +195,31 @@ def version_at(timeline: tuple[list[int], list[str]], ts_ns: int) -> str:
 def window_frame(
     rows: Iterable[Mapping[str, Any]], history: Sequence[StatusRow], keys: set[Key]
 ) -> pd.DataFrame:
-    """Windowed metric rows labelled with the version each device ran in that window."""
+    """Windowed metric rows (one per device and window, the metrics side by side), long
+    format, labelled with the version each device ran in that window."""
     timelines = _timelines(history)
     out = []
     for row in rows:
         key = (str(row["site"]), str(row["device"]))
         timeline = timelines.get(key)
-        if timeline is None or key not in keys or row.get("_value") is None:
+        if timeline is None or key not in keys:
             continue
         ts_ns = int(row["time_ns"])
-        out.append(
-            {
-                "site": key[0],
-                "device": key[1],
-                "version": version_at(timeline, ts_ns),
-                "metric": str(row.get("_field", "model_confidence")),
-                "time_ns": ts_ns,
-                "value": float(row["_value"]),
-            }
-        )
+        version = version_at(timeline, ts_ns)
+        for metric in MODEL_METRICS:
+            value = row.get(metric)
+            if value is None or (isinstance(value, float) and pd.isna(value)):
+                continue
+            out.append(
+                {
+                    "site": key[0],
+                    "device": key[1],
+                    "version": version,
+                    "metric": metric,
+                    "time_ns": ts_ns,
+                    "value": float(value),
+                }
+            )
     return pd.DataFrame(out, columns=["site", "device", "version", "metric", "time_ns", "value"])
 
 
@@ -291,19 +298,39 @@ def comparison_frame(results: Sequence[Comparison]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- drift
 
 
+def histogram_counts(cumulative: Mapping[float, float]) -> list[int]:
+    """Flux's cumulative histogram (upper bound -> count) as counts per PSI bin.
+
+    The bound 0.0 holds values <= 0, which belong to the first bin (0, 0.1] as in
+    `bin_counts`; every other bound closes one bin.
+    """
+    bounds = sorted(cumulative)
+    counts = [0] * PSI_BINS
+    previous = 0.0
+    for bound in bounds:
+        index = max(0, min(PSI_BINS - 1, round(bound * PSI_BINS) - 1))
+        counts[index] += int(cumulative[bound] - previous)
+        previous = cumulative[bound]
+    return counts
+
+
 def drift_results(rows: Iterable[Mapping[str, Any]], keys: set[Key]) -> list[DriftResult]:
-    """Per device: its first third of confidence windows (baseline) against its last third."""
-    series: dict[Key, list[tuple[int, float]]] = {}
+    """Per device: its recent third of the range against its first third (histogram rows)."""
+    hist: dict[Key, dict[str, dict[float, float]]] = {}
     for row in rows:
         key = (str(row["site"]), str(row["device"]))
         if key in keys and row.get("_value") is not None:
-            series.setdefault(key, []).append((int(row["time_ns"]), float(row["_value"])))
-    results = []
-    for (site, device), points in sorted(series.items()):
-        values = [v for _, v in sorted(points)]
-        third = len(values) // 3
-        results.append(device_drift(site, device, values[:third], values[-third:] if third else []))
-    return results
+            windows = hist.setdefault(key, {"baseline": {}, "recent": {}})
+            windows.setdefault(str(row["window"]), {})[float(row["le"])] = float(row["_value"])
+    return [
+        device_drift(
+            site,
+            device,
+            histogram_counts(windows["baseline"]),
+            histogram_counts(windows["recent"]),
+        )
+        for (site, device), windows in sorted(hist.items())
+    ]
 
 
 def drift_frame(results: Sequence[DriftResult]) -> pd.DataFrame:
@@ -312,15 +339,16 @@ def drift_frame(results: Sequence[DriftResult]) -> pd.DataFrame:
             "site": r.site,
             "device": r.device,
             "PSI": r.psi,
-            "baseline median": r.baseline_median,
-            "recent median": r.recent_median,
-            "windows": r.baseline_readings + r.recent_readings,
+            "baseline median bin": r.baseline_median,
+            "recent median bin": r.recent_median,
+            "readings": r.baseline_readings + r.recent_readings,
         }
         for r in results
         if r.drifting
     ]
     return pd.DataFrame(
-        rows, columns=["site", "device", "PSI", "baseline median", "recent median", "windows"]
+        rows,
+        columns=["site", "device", "PSI", "baseline median bin", "recent median bin", "readings"],
     )
 
 

@@ -11,6 +11,7 @@ The decisions (test, thresholds, integrity rule) are in docs/architecture.md, "M
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -183,24 +184,35 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 # ---------------------------------------------------------------------------------- drift
 
 
-def _shares(values: Sequence[float], bins: int) -> list[float]:
-    counts = [0] * bins
+# Bin upper edges as Flux's linearBins(start: 0.0, width: 0.1, count: 11) makes them, so a
+# histogram counted in storage and one counted here put every value in the same bin.
+PSI_UPPER_EDGES = tuple(0.0 + i * (1.0 / PSI_BINS) for i in range(1, PSI_BINS + 1))
+
+
+def bin_counts(values: Iterable[float]) -> list[int]:
+    """Counts in the PSI bins, right-closed like Flux's histogram: (0.1 k, 0.1 (k + 1)]."""
+    counts = [0] * PSI_BINS
     for value in values:
-        index = min(bins - 1, max(0, int(value * bins)))
-        counts[index] += 1
-    total = len(values)
+        counts[min(PSI_BINS - 1, bisect.bisect_left(PSI_UPPER_EDGES, value))] += 1
+    return counts
+
+
+def _shares(counts: Sequence[int]) -> list[float]:
+    total = sum(counts)
     return [max(count / total, PSI_EMPTY_BIN_SHARE) for count in counts]
 
 
-def population_stability_index(
-    baseline: Sequence[float], recent: Sequence[float], *, bins: int = PSI_BINS
-) -> float:
-    """PSI of `recent` against `baseline`, values in [0, 1] in `bins` equal-width bins."""
-    if not baseline or not recent:
+def psi_from_counts(baseline: Sequence[int], recent: Sequence[int]) -> float:
+    """PSI of the recent bin counts against the baseline's (same bins)."""
+    if sum(baseline) == 0 or sum(recent) == 0:
         raise ValueError("both windows need at least one value")
-    expected = _shares(baseline, bins)
-    actual = _shares(recent, bins)
+    expected, actual = _shares(baseline), _shares(recent)
     return sum((a - e) * math.log(a / e) for a, e in zip(actual, expected, strict=True))
+
+
+def population_stability_index(baseline: Sequence[float], recent: Sequence[float]) -> float:
+    """PSI of `recent` against `baseline`, values in [0, 1] in `PSI_BINS` equal-width bins."""
+    return psi_from_counts(bin_counts(baseline), bin_counts(recent))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +222,7 @@ class DriftResult:
     psi: float | None
     baseline_readings: int
     recent_readings: int
+    # The upper edge of the bin holding the median (bin counts cannot say more).
     baseline_median: float | None
     recent_median: float | None
 
@@ -221,18 +234,35 @@ class DriftResult:
 def device_drift(
     site: str,
     device: str,
-    baseline: Sequence[float],
-    recent: Sequence[float],
+    baseline: Sequence[int],
+    recent: Sequence[int],
     *,
     min_readings: int = MIN_READINGS_PER_WINDOW,
 ) -> DriftResult:
-    """One device's confidence drift; no PSI (no verdict) when a window is too thin."""
+    """One device's confidence drift from bin counts (`bin_counts`, or a Flux histogram).
+
+    No PSI (no verdict) when a window holds fewer than `min_readings` values.
+    """
+    n_base, n_recent = sum(baseline), sum(recent)
     psi = None
-    if len(baseline) >= min_readings and len(recent) >= min_readings:
-        psi = population_stability_index(baseline, recent)
+    if n_base >= min_readings and n_recent >= min_readings:
+        psi = psi_from_counts(baseline, recent)
     return DriftResult(
-        site, device, psi, len(baseline), len(recent), _median(baseline), _median(recent)
+        site, device, psi, n_base, n_recent, _bin_median(baseline), _bin_median(recent)
     )
+
+
+def _bin_median(counts: Sequence[int]) -> float | None:
+    """The upper edge of the bin holding the median value (what bin counts can tell)."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    running = 0
+    for index, count in enumerate(counts):
+        running += count
+        if running * 2 >= total:
+            return round(PSI_UPPER_EDGES[index], 2)
+    return 1.0
 
 
 # ------------------------------------------------------------------------------ integrity

@@ -85,8 +85,9 @@ drift = model_view.drift_results(loaded.confidence_rows, keys)
 drifting = model_view.drift_frame(drift)
 st.caption(
     f"Per device: PSI of its confidence, last third of the range against its first third "
-    f"({PSI_BINS} equal bins on 0..1; drifting at PSI >= {PSI_THRESHOLD}); "
-    f"{loaded.drift_plan.label}."
+    f"({PSI_BINS} equal bins on 0..1, counted in InfluxDB from "
+    f"{'raw readings' if loaded.drift_plan.source == 'raw' else 'hourly or minute means'}; "
+    f"drifting at PSI >= {PSI_THRESHOLD})."
 )
 if drifting.empty:
     st.success(f"No drifting device among {len(drift)} with confidence readings.")

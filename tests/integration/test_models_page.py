@@ -80,7 +80,7 @@ def test_models_page_shows_the_simulators_truth(
                for v in verdicts), verdicts  # fmt: skip
     assert any(f"fps of {new} is lower than {old}" in v for v in verdicts), verdicts
 
-    drifting = _table(at, "PSI", "baseline median", "recent median")
+    drifting = _table(at, "PSI", "baseline median bin", "recent median bin")
     assert set(zip(drifting["site"], drifting["device"], strict=True)) == {truth.drifting}
 
     assert plan.tampered is not None

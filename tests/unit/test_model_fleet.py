@@ -10,6 +10,7 @@ from edgewatch.model_fleet import (
     PSI_THRESHOLD,
     DeviceModel,
     StatusPoint,
+    bin_counts,
     compare_groups,
     device_drift,
     effect_size_words,
@@ -101,10 +102,16 @@ def test_psi_known_value() -> None:
 
 
 def test_drift_needs_enough_readings() -> None:
-    thin = device_drift("s", "d", [0.8] * 4, [0.3] * 4)
+    thin = device_drift("s", "d", bin_counts([0.8] * 4), bin_counts([0.3] * 4))
     assert thin.psi is None and not thin.drifting
-    drifting = device_drift("s", "d", [0.86] * 30, [0.4] * 30)
+    drifting = device_drift("s", "d", bin_counts([0.86] * 30), bin_counts([0.4] * 30))
     assert drifting.drifting
+    assert (drifting.baseline_median, drifting.recent_median) == (0.9, 0.4)
+
+
+def test_bins_are_right_closed_like_fluxs_histogram() -> None:
+    # linearBins(start: 0.0, width: 0.1, count: 11): upper edges 0.1, 0.2, ... 1.0.
+    assert bin_counts([0.0, 0.1, 0.10001, 0.95, 1.0]) == [2, 1, 0, 0, 0, 0, 0, 0, 0, 2]
 
 
 def _device(name: str, sha: str | None, version: str = "1.5.0") -> DeviceModel:

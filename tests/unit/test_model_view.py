@@ -7,6 +7,7 @@ from dashboard.model_view import (
     default_pair,
     device_values,
     drift_results,
+    histogram_counts,
     inventory,
     parse_ops,
     performance_frame,
@@ -14,6 +15,7 @@ from dashboard.model_view import (
     versions_frame,
     window_frame,
 )
+from edgewatch.model_fleet import bin_counts
 
 NS = 1_000_000_000
 
@@ -41,10 +43,8 @@ def test_inventory_takes_each_devices_last_status_and_operator_labels_win() -> N
 
 def test_windows_are_split_by_the_version_the_device_ran() -> None:
     rows = [
-        {"site": "s1", "device": "cam-1", "_field": "inference_ms", "time_ns": 50 * NS,
-         "_value": 20.0},
-        {"site": "s1", "device": "cam-1", "_field": "inference_ms", "time_ns": 150 * NS,
-         "_value": 40.0},
+        {"site": "s1", "device": "cam-1", "time_ns": 50 * NS, "inference_ms": 20.0},
+        {"site": "s1", "device": "cam-1", "time_ns": 150 * NS, "inference_ms": 40.0},
     ]  # fmt: skip
     windows = window_frame(rows, HISTORY, {("s1", "cam-1")})
     assert list(windows["version"]) == ["yolo 1.0", "yolo 2.0"]
@@ -60,10 +60,22 @@ def test_rollout_and_default_pair() -> None:
     assert default_pair(changes, ["yolo 1.0", "yolo 2.0", "zz 1"]) == ("yolo 2.0", "yolo 1.0")
 
 
+def _cumulative(values: list[float], window: str) -> list[dict[str, object]]:
+    bounds = [i / 10 for i in range(11)]
+    return [
+        {"site": "s1", "device": "cam-1", "window": window, "le": b,
+         "_value": float(sum(v <= b for v in values))}
+        for b in bounds
+    ]  # fmt: skip
+
+
+def test_flux_histograms_become_the_same_bin_counts() -> None:
+    values = [0.0, 0.05, 0.1, 0.15, 0.86, 0.95, 1.0]
+    cumulative = {float(r["le"]): float(r["_value"]) for r in _cumulative(values, "x")}  # type: ignore[arg-type]
+    assert histogram_counts(cumulative) == bin_counts(values)
+
+
 def test_drift_compares_a_devices_last_third_with_its_first() -> None:
-    rows = [
-        {"site": "s1", "device": "cam-1", "time_ns": i, "_value": 0.86 if i < 30 else 0.3}
-        for i in range(45)
-    ]
+    rows = _cumulative([0.86] * 30, "baseline") + _cumulative([0.31] * 30, "recent")
     (result,) = drift_results(rows, {("s1", "cam-1")})
-    assert result.drifting and result.recent_median == 0.3
+    assert result.drifting and result.recent_median == 0.4
