@@ -154,6 +154,24 @@ def run(devices: int, days: int, reps: int) -> dict[str, Any]:
             time_range = preset_range("30 d", now)
             read_stats, data = timed(reps, lambda: read_models(store, time_range, now))
             say(f"read_models: {read_stats}")
+            # Each query alone: which of the six costs what (same reps, same data).
+            per_query: dict[str, list[float]] = {}
+            plain_query = store.query
+
+            def query_timed(name: str, params: Any, **kw: Any) -> list[dict[str, Any]]:
+                t0 = time.perf_counter()
+                rows = plain_query(name, params, **kw)
+                per_query.setdefault(name, []).append((time.perf_counter() - t0) * 1000.0)
+                return rows
+
+            store.query = query_timed  # type: ignore[method-assign]
+            for _ in range(reps):
+                read_models(store, time_range, now)
+            store.query = plain_query  # type: ignore[method-assign]
+            out["per_query_median_ms"] = {
+                name: round(statistics.median(times), 1) for name, times in per_query.items()
+            }
+            say(f"per query: {out['per_query_median_ms']}")
 
             def frames() -> tuple[int, int, int]:
                 devs = model_view.inventory(data.history, data.ops)
