@@ -49,6 +49,8 @@ class ModelData:
     alert_counts: dict[tuple[str, str], int]
     metric_plan: QueryPlan
     drift_plan: QueryPlan
+    # The range read: the one asked for, starting at the fleet's first model status if later.
+    time_range: TimeRange
 
 
 def _windows_query(base: str, plan: QueryPlan) -> str:
@@ -63,6 +65,7 @@ def read_models(store: FleetStore, time_range: TimeRange, now: datetime) -> Mode
         store.query("model_status_history", {**forever, "bucket": conn.bucket_state})
     )
     ops = parse_ops(store.query("model_ops_actions", {**forever, "bucket": conn.bucket_ops}))
+    time_range = effective_range(time_range, history)
     span = {"start": time_range.start, "stop": time_range.stop}
     metric_plan = plan_for(time_range, METRIC_WINDOWS, now=now)
     metric_rows = store.query(
@@ -83,8 +86,27 @@ def read_models(store: FleetStore, time_range: TimeRange, now: datetime) -> Mode
     alert_rows = store.query("model_alert_counts", {**span, "bucket": conn.bucket_state})
     alert_counts = {(str(r["site"]), str(r["device"])): int(r["_value"] or 0) for r in alert_rows}
     return ModelData(
-        history, ops, metric_rows, confidence_rows, alert_counts, metric_plan, drift_plan
-    )
+        history, ops, metric_rows, confidence_rows, alert_counts, metric_plan, drift_plan,
+        time_range,
+    )  # fmt: skip
+
+
+MIN_EFFECTIVE_SPAN = timedelta(minutes=1)
+
+
+def effective_range(time_range: TimeRange, history: list[StatusRow]) -> TimeRange:
+    """The range, starting no earlier than the first model status the fleet ever sent.
+
+    Before it there is no data: drift's baseline (the range's first third) and the alert
+    rate per device-day would otherwise be diluted by time when no device reported, which on
+    a fresh fleet (the demo) would hide the first minutes' story for most of an hour.
+    """
+    if not history:
+        return time_range
+    first = datetime.fromtimestamp(history[0].ts_ns / 1e9, tz=UTC)
+    if first <= time_range.start or time_range.stop - first < MIN_EFFECTIVE_SPAN:
+        return time_range
+    return TimeRange(start=first, stop=time_range.stop)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)

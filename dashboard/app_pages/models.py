@@ -49,12 +49,17 @@ st.dataframe(model_view.versions_frame(devices), hide_index=True, key="models_ve
 windows = model_view.window_frame(loaded.metric_rows, loaded.history, keys)
 values = model_view.device_values(windows)
 st.subheader("Performance per version")
+since = (
+    f" Since {loaded.time_range.start:%Y-%m-%d %H:%M} UTC, the fleet's first model status."
+    if loaded.time_range.start > time_range.start
+    else ""
+)
 st.caption(
     f"{loaded.metric_plan.label}. Percentiles are across devices, of each device's mean "
-    "over the range while it ran that version."
+    f"over the range while it ran that version.{since}"
 )
 performance = model_view.performance_frame(
-    values, loaded.alert_counts, model_data.span_days(time_range)
+    values, loaded.alert_counts, model_data.span_days(loaded.time_range)
 )
 st.dataframe(performance, hide_index=True, key="models_performance")
 st.plotly_chart(model_view.confidence_figure(windows), key="models_confidence")
