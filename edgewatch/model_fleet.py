@@ -16,7 +16,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgewatch.schema import parse_labels_text
 
 # Canary against stable: below this many devices on either side, say so instead of a p-value.
 # The normal approximation of U is poor for tiny samples and 3 against 3 cannot reach
@@ -382,6 +385,131 @@ def version_changes(history: Iterable[StatusPoint]) -> list[VersionChange]:
 def matches_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     """A device is in a label group when it carries every wanted key with its value."""
     return all(labels.get(key) == value for key, value in wanted.items())
+
+
+# --------------------------------------------------------------------- stored rows, read
+# What the dashboard and the alerter both read from InfluxDB (the same .flux files), turned
+# into the values above: rows in, values out.
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One stored birth's model fields."""
+
+    ts_ns: int
+    site: str
+    device: str
+    model: str | None
+    version: str | None
+    sha256: str | None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class OpsState:
+    """What operators registered: releases and labels (the latest action wins)."""
+
+    releases: dict[tuple[str, str], str] = field(default_factory=dict)
+    labels: dict[Key, dict[str, str]] = field(default_factory=dict)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+def parse_history(rows: Iterable[Mapping[str, Any]]) -> list[StatusRow]:
+    out = [
+        StatusRow(
+            ts_ns=int(row["time_ns"]),
+            site=str(row["site"]),
+            device=str(row["device"]),
+            model=_text(row.get("model")),
+            version=_text(row.get("model_version")),
+            sha256=_text(row.get("model_sha256")),
+            labels=parse_labels_text(row.get("labels")),
+        )
+        for row in rows
+    ]
+    return sorted(out, key=lambda r: (r.ts_ns, r.site, r.device))
+
+
+def parse_ops(rows: Iterable[Mapping[str, Any]]) -> OpsState:
+    """Releases by (model, version) and labels by device, oldest action first."""
+    state = OpsState()
+    for row in rows:
+        if row.get("_measurement") == "release_action":
+            sha = _text(row.get("sha256"))
+            if sha:
+                state.releases[(str(row["model"]), str(row["version"]))] = sha
+            continue
+        key = (str(row.get("site")), str(row.get("device")))
+        name = _text(row.get("key"))
+        if not name:
+            continue
+        labels = state.labels.setdefault(key, {})
+        if row.get("action") == "remove":
+            labels.pop(name, None)
+        else:
+            labels[name] = _text(row.get("value")) or ""
+    return state
+
+
+def inventory(history: Sequence[StatusRow], ops: OpsState) -> list[DeviceModel]:
+    """Each device's latest model, version, hash, and labels (an operator's label wins)."""
+    latest: dict[Key, StatusRow] = {}
+    for row in history:
+        if row.model is not None and row.version is not None:
+            latest[(row.site, row.device)] = row
+    return [
+        DeviceModel(
+            site=row.site,
+            device=row.device,
+            model=row.model or "",
+            version=row.version or "",
+            sha256=row.sha256,
+            labels={**row.labels, **ops.labels.get(key, {})},
+        )
+        for key, row in sorted(latest.items())
+    ]
+
+
+def histogram_counts(cumulative: Mapping[float, float]) -> list[int]:
+    """Flux's cumulative histogram (upper bound -> count) as counts per PSI bin.
+
+    The bound 0.0 holds values <= 0, which belong to the first bin (0, 0.1] as in
+    `bin_counts`; every other bound closes one bin.
+    """
+    bounds = sorted(cumulative)
+    counts = [0] * PSI_BINS
+    previous = 0.0
+    for bound in bounds:
+        index = max(0, min(PSI_BINS - 1, round(bound * PSI_BINS) - 1))
+        counts[index] += int(cumulative[bound] - previous)
+        previous = cumulative[bound]
+    return counts
+
+
+def drift_results(rows: Iterable[Mapping[str, Any]], keys: set[Key]) -> list[DriftResult]:
+    """Per device: its recent third of the range against its first third (histogram rows)."""
+    hist: dict[Key, dict[str, dict[float, float]]] = {}
+    for row in rows:
+        key = (str(row["site"]), str(row["device"]))
+        if key in keys and row.get("_value") is not None:
+            windows = hist.setdefault(key, {"baseline": {}, "recent": {}})
+            windows.setdefault(str(row["window"]), {})[float(row["le"])] = float(row["_value"])
+    return [
+        device_drift(
+            site,
+            device,
+            histogram_counts(windows["baseline"]),
+            histogram_counts(windows["recent"]),
+        )
+        for (site, device), windows in sorted(hist.items())
+    ]
 
 
 # ------------------------------------------------------------------------ operators' input
