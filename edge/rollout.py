@@ -26,7 +26,7 @@ NEXT_VERSION = {"yolo-v8n": "1.5.0", "yolo-v8s": "1.4.0", "rt-detr-l": "1.0.0"}
 FIRST_STAGE_STEP = 12  # the canary stage begins at the 12th reading (1 min at 5 s)
 STAGE_STEPS = 12  # readings between two stages
 STAGE_SIZE = 2
-NEW_VERSION_SLOWDOWN = 1.8
+NEW_VERSION_SLOWDOWN = 2.5
 HARDWARE = ("jetson-orin", "jetson-nano", "hailo-8")
 
 
