@@ -66,7 +66,7 @@ def test_the_new_version_is_slower() -> None:
     spec = next(s for s in _fleet() if s.kind == DeviceKind.INFERENCE_BOX)
     rng_a, rng_b = device_rng(1, spec.site, spec.device), device_rng(1, spec.site, spec.device)
     _, old = next_sample(spec, initial_state(spec, rng_a), T0, rng_a)
-    _, new = next_sample(spec, initial_state(spec, rng_b), T0, rng_b, slowdown=2.5)
+    _, new = next_sample(spec, initial_state(spec, rng_b), T0, rng_b, slowdown=3.0)
     assert float(new.metrics["inference_ms"]) > 2 * float(old.metrics["inference_ms"]) - 3
 
 
