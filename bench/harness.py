@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.domain.post_bucket_request import PostBucketRequest
+from influxdb_client.domain.task_update_request import TaskUpdateRequest
 
-from stack.bootstrap import BucketNames, InfluxApi, bootstrap
+from stack.bootstrap import BucketNames, bootstrap
 from stack.ephemeral import DEFAULT_BUCKETS, DEFAULT_ORG, temp_dir
 from stack.processes import InfluxdProcess, MosquittoProcess, free_port
 
@@ -54,10 +56,6 @@ class BenchEnv:
         return self.influxd.url
 
     @property
-    def api(self) -> InfluxApi:
-        return InfluxApi(self.url, self.token)
-
-    @property
     def client(self) -> InfluxDBClient:
         if self._client is None:
             self._client = InfluxDBClient(
@@ -67,7 +65,8 @@ class BenchEnv:
 
     def create_bucket(self, name: str) -> str:
         """A new bucket with infinite retention (seeded data may be months old)."""
-        self.api.post("/api/v2/buckets", {"orgID": self.org_id, "name": name, "retentionRules": []})
+        request = PostBucketRequest(org_id=self.org_id, name=name, retention_rules=[])  # type: ignore[no-untyped-call]
+        self.client.buckets_api().create_bucket(bucket=request)
         return name
 
     def query_rows(self, flux: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -106,11 +105,13 @@ class BenchEnv:
             self._client = None
 
 
-def _deactivate_tasks(api: InfluxApi, org_id: str) -> None:
+def _deactivate_tasks(client: InfluxDBClient, org_id: str) -> None:
     # The rollup tasks would read and write while we measure; the bench seeds rollups itself.
-    for task in api.find("/api/v2/tasks", "tasks", orgID=org_id):
-        if task.get("status") != "inactive":
-            api.patch(f"/api/v2/tasks/{task['id']}", {"status": "inactive"})
+    tasks = client.tasks_api()
+    for task in tasks.find_tasks(org_id=org_id):  # type: ignore[no-untyped-call]
+        if task.status != "inactive":
+            request = TaskUpdateRequest(status="inactive")  # type: ignore[no-untyped-call]
+            tasks.update_task_request(task_id=task.id, task_update_request=request)
 
 
 @contextmanager
@@ -147,8 +148,8 @@ def bench_env(
                 buckets=BENCH_BUCKETS,
                 credentials_path=root / "credentials.json",
             )
-            api = InfluxApi(influxd.url, creds.admin_token)
-            _deactivate_tasks(api, creds.org_id)
+            with InfluxDBClient(url=influxd.url, token=creds.admin_token) as admin:
+                _deactivate_tasks(admin, creds.org_id)
             env = BenchEnv(
                 root=root,
                 mosquitto=broker,

@@ -30,6 +30,7 @@ COUNT_POLL_SECONDS = 0.25
 LATENCY_POLL_SECONDS = 0.05
 PROGRESS_INTERVAL_SECONDS = 5.0
 STALL_TIMEOUT_SECONDS = 60.0
+WARMUP_REPUBLISH_SECONDS = 3.0
 WARMUP_TIMEOUT_SECONDS = 60.0
 PROBE_TIMEOUT_SECONDS = 30.0
 
@@ -99,9 +100,14 @@ def publish_one(env: BenchEnv, topic: str, payload: bytes) -> None:
 def warm_up(env: BenchEnv, *, bucket: str, root: str, progress: Progress) -> None:
     """Publish one reading and wait until it is stored: the consumer is subscribed and writing."""
     message = warmup_message(root, time.time())
-    publish_one(env, message.topic, message.payload)
     deadline = time.monotonic() + WARMUP_TIMEOUT_SECONDS
+    next_publish = 0.0
     while time.monotonic() < deadline:
+        # Again every few seconds: a consumer not yet subscribed never sees the first one, and
+        # the same reading stored twice overwrites itself.
+        if time.monotonic() >= next_publish:
+            publish_one(env, message.topic, message.payload)
+            next_publish = time.monotonic() + WARMUP_REPUBLISH_SECONDS
         flux = (
             f'from(bucket: "{bucket}") |> range(start: -1d)'
             f' |> filter(fn: (r) => r._measurement == "telemetry" and r.site == "{WARMUP_SITE}")'

@@ -93,6 +93,8 @@ def ingest_processes(
             influxdb_org=env.org,
             influxdb_token=env.token,
             influxdb_bucket=bucket,
+            # Each instance journals under the bench's own temp dir, never the user's state dir.
+            ingest_journal_dir=env.root / "ingest-journal",
         )
     )
     procs: list[ManagedProcess] = []

@@ -17,7 +17,7 @@ import time
 from bench.harness import BenchEnv, bench_env, stderr_progress
 from edgewatch.models import InboundMessage
 from edgewatch.settings import load_settings
-from ingest.influx_sink import HttpWriter, InfluxSink
+from ingest.influx_sink import ClientWriter, InfluxSink
 from ingest.pipeline import Entry, to_entry
 from stack.influxd import ensure_influxd
 
@@ -57,8 +57,10 @@ def batches(items: list[Entry]) -> list[list[Entry]]:
     return out
 
 
-def writer(env: BenchEnv, bucket: str) -> HttpWriter:
-    return HttpWriter(url=env.url, org=env.org, bucket=bucket, token=env.token, timeout_seconds=60)
+def writer(env: BenchEnv, bucket: str) -> ClientWriter:
+    return ClientWriter(
+        url=env.url, org=env.org, bucket=bucket, token=env.token, timeout_seconds=60
+    )
 
 
 def measure(env: BenchEnv, messages: int, rounds: int) -> dict[str, object]:
@@ -71,7 +73,7 @@ def measure(env: BenchEnv, messages: int, rounds: int) -> dict[str, object]:
             start = time.time_ns() - 3600 * NS + r * 10 * NS * messages // DEVICES
             work = batches(entries(messages, start + (label == "raw only") * NS // 2))
             state = writer(env, env.buckets.state) if label == "raw + state" else None
-            sink = InfluxSink(post=writer(env, env.buckets.raw), post_state=state)
+            sink = InfluxSink(post=writer(env, env.buckets.raw), state_post=state)
             began = time.perf_counter()
             for batch in work:
                 result = sink.store(batch, give_up=never)

@@ -31,9 +31,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from dashboard.auth import User, require_operator
 from dashboard.ranges import QueryPlan, Source, TimeRange
 from edgewatch.alerts import (
-    AlertAction,
     AlertRecord,
-    StoredAlertEvent,
     fold_alerts,
     validate_action,
 )
@@ -41,7 +39,6 @@ from edgewatch.contract import is_valid_metric_name, is_valid_name
 from edgewatch.health import (
     DeviceAction,
     DeviceHealth,
-    DeviceSnapshot,
     HealthState,
     fleet_health,
     last_heard_ns,
@@ -49,6 +46,17 @@ from edgewatch.health import (
     validate_device_action,
     worst_state,
 )
+from edgewatch.rows import (
+    DeviceInfo,
+    Heartbeat,
+    parse_alert_actions,
+    parse_alert_events,
+    parse_device_actions,
+    parse_heartbeat,
+    parse_snapshots,
+)
+from edgewatch.rows import as_float as _float
+from edgewatch.rows import time_ns as _ns
 from edgewatch.schema import alert_action_line, device_action_line
 from edgewatch.settings import Settings, load_settings
 
@@ -131,30 +139,13 @@ class Connection:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What a device said about itself in its last status messages."""
-
-    model: str | None = None
-    model_version: str | None = None
-    firmware: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
-    last_ns: int | None
-    interval_s: float
-
-
-@dataclass(frozen=True, slots=True)
 class FleetView:
     """The fleet at `now_ns`: each device's health, what it reported, the ingest heartbeat."""
 
     now_ns: int
     health: tuple[DeviceHealth, ...]
     info: Mapping[tuple[str, str], DeviceInfo] = field(default_factory=dict)
-    heartbeat: Heartbeat = Heartbeat(None, 5.0)
+    heartbeat: Heartbeat = field(default_factory=lambda: Heartbeat(None, 5.0))
     # Devices an operator retired (and not heard from since), with the action that holds.
     retired: Mapping[tuple[str, str], DeviceAction] = field(default_factory=dict)
 
@@ -164,150 +155,7 @@ class FleetView:
 
 
 # ------------------------------------------------------------------ pure parsing helpers
-
-
-def _row_ns(row: Row) -> int:
-    """A row's time in ns: the exact `time_ns` column where the query gives one."""
-    exact = row.get("time_ns")
-    return int(exact) if exact is not None else _ns(row["_time"])
-
-
-def _ns(value: Any) -> int:
-    """A record time (datetime from influxdb-client, or a pandas Timestamp) in ns."""
-    if isinstance(value, pd.Timestamp):
-        return int(value.value)
-    if isinstance(value, datetime):
-        return int(pd.Timestamp(value).value)
-    return int(value)
-
-
-def _float(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_snapshots(
-    status_rows: Iterable[Row], seen_rows: Iterable[Row]
-) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo]]:
-    """Device snapshots and self-descriptions from the last-status and last-seen queries.
-
-    `status_rows` are (site, device, _field, _value, _time), the field-wise last of
-    `device_status`; in the state bucket `_time` is the receipt time and the field `ts_ns`
-    the status's own time (rows without `ts_ns`, as raw data has them, count `_time` as the
-    status's own time and have no receipt time). `seen_rows` are the state bucket's
-    `device_last_seen` fields (`received_ns`, `reading_ns`), or rows without `_field` whose
-    `_time` is the newest reading's time (raw `device_seen`).
-    """
-    fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
-    for row in status_rows:
-        key = (str(row["site"]), str(row["device"]))
-        fields.setdefault(key, {})[str(row["_field"])] = (_ns(row["_time"]), row["_value"])
-    reading: dict[tuple[str, str], int] = {}
-    received: dict[tuple[str, str], int] = {}
-    for row in seen_rows:
-        key = (str(row["site"]), str(row["device"]))
-        name = row.get("_field")
-        if name is None:
-            reading[key] = max(reading.get(key, 0), _ns(row["_time"]))
-            continue
-        value = _int(row.get("_value"))
-        if value is None:
-            continue
-        if name == "received_ns":
-            received[key] = max(received.get(key, 0), value)
-        elif name == "reading_ns":
-            reading[key] = max(reading.get(key, 0), value)
-    snapshots: list[DeviceSnapshot] = []
-    info: dict[tuple[str, str], DeviceInfo] = {}
-    for key in sorted(set(fields) | set(reading) | set(received)):
-        status = fields.get(key, {})
-        state = status.get("state")
-        reason = status.get("reason")
-        # A reason belongs to the status it came with; an older one does not explain a newer state.
-        reason_text = (
-            _text(reason[1])
-            if reason is not None and state is not None and reason[0] == state[0]
-            else None
-        )
-        interval = status.get("interval_s")
-        own = status.get("ts_ns")
-        status_ns: int | None = None
-        status_received_ns: int | None = None
-        if state is not None:
-            if own is not None and own[0] == state[0]:
-                status_ns, status_received_ns = _int(own[1]), state[0]
-            else:
-                status_ns = state[0]
-        snapshots.append(
-            DeviceSnapshot(
-                site=key[0],
-                device=key[1],
-                last_telemetry_ns=reading.get(key),
-                status_state=_text(state[1]) if state else None,
-                status_ns=status_ns,
-                status_reason=reason_text,
-                interval_s=_float(interval[1]) if interval else None,
-                telemetry_received_ns=received.get(key),
-                status_received_ns=status_received_ns,
-            )
-        )
-        info[key] = DeviceInfo(
-            model=_text(status["model"][1]) if "model" in status else None,
-            model_version=_text(status["model_version"][1]) if "model_version" in status else None,
-            firmware=_text(status["firmware"][1]) if "firmware" in status else None,
-            lat=_float(status["lat"][1]) if "lat" in status else None,
-            lon=_float(status["lon"][1]) if "lon" in status else None,
-        )
-    return snapshots, info
-
-
-def parse_device_actions(rows: Iterable[Row]) -> list[DeviceAction]:
-    """`device_action` rows (pivoted) into actions; rows missing the action are left out."""
-    actions = []
-    for row in rows:
-        if not row.get("action") or not row.get("site") or not row.get("device"):
-            continue
-        actions.append(
-            DeviceAction(
-                site=str(row["site"]),
-                device=str(row["device"]),
-                action=str(row["action"]),
-                user=str(row.get("user") or ""),
-                ts_ns=_row_ns(row),
-                note=str(row.get("note") or ""),
-            )
-        )
-    return sorted(actions, key=lambda a: a.ts_ns)
-
-
-def parse_heartbeat(rows: Iterable[Row], default_interval_s: float) -> Heartbeat:
-    """The newest ingest report; its own interval_s says how often to expect the next."""
-    newest: Row | None = None
-    for row in rows:
-        if newest is None or _ns(row["_time"]) > _ns(newest["_time"]):
-            newest = row
-    if newest is None:
-        return Heartbeat(None, default_interval_s)
-    interval = _float(newest.get("_value"))
-    return Heartbeat(_ns(newest["_time"]), interval if interval else default_interval_s)
+# The rows the fleet and the alerts share with the alerter are parsed in `edgewatch.rows`.
 
 
 SERIES_STATS: tuple[str, ...] = ("mean", "min", "max")
@@ -348,44 +196,6 @@ def parse_series(rows: Iterable[Row]) -> pd.DataFrame:
     return frame.sort_values(["site", "device", "time"]).reset_index(drop=True)
 
 
-def parse_alert_events(rows: Iterable[Row]) -> list[StoredAlertEvent]:
-    events = []
-    for row in rows:
-        events.append(
-            StoredAlertEvent(
-                site=str(row["site"]),
-                device=str(row["device"]),
-                type=str(row["type"]),
-                ts_ns=_row_ns(row),
-                severity=str(row.get("severity") or "info"),
-                state=str(row.get("state") or "raised"),
-                message=str(row.get("message") or ""),
-                value=_float(row.get("value")),
-                received_ns=_int(row.get("received_ns")),
-            )
-        )
-    return events
-
-
-def parse_alert_actions(rows: Iterable[Row]) -> list[AlertAction]:
-    actions = []
-    for row in rows:
-        if not row.get("alert_id") or not row.get("action"):
-            continue
-        snooze = row.get("snooze_until_ns")
-        actions.append(
-            AlertAction(
-                alert_id=str(row["alert_id"]),
-                action=str(row["action"]),
-                user=str(row.get("user") or ""),
-                ts_ns=_row_ns(row),
-                note=str(row.get("note") or ""),
-                snooze_until_ns=int(snooze) if snooze is not None else 0,
-            )
-        )
-    return actions
-
-
 def counter_rates(stats: pd.DataFrame, counters: Sequence[str]) -> pd.DataFrame:
     """Per-second rates from counters-since-start, per ingest instance.
 
@@ -413,6 +223,47 @@ def counter_rates(stats: pd.DataFrame, counters: Sequence[str]) -> pd.DataFrame:
     merged = pd.concat(parts)
     # Several instances: the fleet's rate is their sum per report time.
     return merged.groupby("time", as_index=False)[list(counters)].sum(min_count=1)
+
+
+INGEST_STATS_MAX_WINDOWS = 360
+INGEST_INSTANCE_COLUMNS = (
+    "queue_depth",
+    "lag_ms",
+    "journal_entries",
+    "journal_bytes",
+    "journal_fill",
+    "journal_oldest_age_s",
+)
+
+
+def ingest_stats_window(time_range: TimeRange, report_interval_s: float) -> timedelta:
+    """The window that aligns the instances' reports: at least two report intervals (so each
+    instance has a report in every window), and at most `INGEST_STATS_MAX_WINDOWS` windows."""
+    span_s = (time_range.stop - time_range.start).total_seconds()
+    seconds = max(2.0 * report_interval_s, span_s / INGEST_STATS_MAX_WINDOWS, 1.0)
+    return timedelta(seconds=math.ceil(seconds))
+
+
+def per_instance(stats: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One column per ingest instance of `column` over `time` (for a chart of replicas)."""
+    if stats.empty or column not in stats or "instance" not in stats:
+        return pd.DataFrame(columns=["time"])
+    wide = stats.pivot_table(index="time", columns="instance", values=column, aggfunc="last")
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.reset_index()
+
+
+def ingest_instances(stats: pd.DataFrame) -> pd.DataFrame:
+    """Each instance's newest report: when, queue depth, lag and journal fill."""
+    columns = ["instance", "as of", *INGEST_INSTANCE_COLUMNS]
+    if stats.empty or "instance" not in stats:
+        return pd.DataFrame(columns=columns)
+    latest = stats.sort_values("time").groupby("instance", as_index=False).last()
+    latest = latest.rename(columns={"time": "as of"})
+    for column in INGEST_INSTANCE_COLUMNS:
+        if column not in latest:
+            latest[column] = float("nan")
+    return latest[columns].sort_values("instance").reset_index(drop=True)
 
 
 def fleet_frame(view: FleetView) -> pd.DataFrame:
@@ -920,9 +771,16 @@ class FleetStore:
     # -- ingest
 
     def ingest_stats(self, time_range: TimeRange) -> pd.DataFrame:
+        """Each instance's last report per window (windows shared by all instances)."""
+        every = ingest_stats_window(time_range, self._conn.ingest_interval_s)
         rows = self._query(
             "ingest_stats",
-            {"bucket": self._conn.bucket, "start": time_range.start, "stop": time_range.stop},
+            {
+                "bucket": self._conn.bucket,
+                "start": time_range.start,
+                "stop": time_range.stop,
+                "every": every,
+            },
         )
         frame = pd.DataFrame(rows)
         if frame.empty:
@@ -989,17 +847,6 @@ def get_client(url: str, token: str, org: str, timeout_s: float) -> InfluxDBClie
 def store_for(connection: Connection) -> FleetStore:
     client = get_client(connection.url, connection.token, connection.org, connection.timeout_s)
     return FleetStore(client=client, connection=connection)
-
-
-def ping(connection: Connection) -> str | None:
-    """None when InfluxDB answers, else the message to show."""
-    client = get_client(connection.url, connection.token, connection.org, connection.timeout_s)
-    try:
-        if client.ping():
-            return None
-    except Exception as exc:
-        return unreachable_message(connection.url, exc)
-    return unreachable_message(connection.url, ConnectionError("no answer"))
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)

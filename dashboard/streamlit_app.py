@@ -19,6 +19,7 @@ pages = [
     st.Page(ui.PAGE_DEVICE, title="Device", icon=":material/memory:"),
     st.Page(ui.PAGE_MODELS, title="Models", icon=":material/neurology:"),
     st.Page(ui.PAGE_INGEST, title="Ingest health", icon=":material/input:"),
+    st.Page(ui.PAGE_RULES, title="Rules", icon=":material/rule:"),
 ]
 # Navigation is declared on every run so a link (/alerts, /trends?...) survives the sign-in;
 # it stays hidden, and `ui.context` stops the run at the sign-in form, until there is a user.

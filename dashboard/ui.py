@@ -30,6 +30,7 @@ PAGE_TRENDS = "app_pages/trends.py"
 PAGE_DEVICE = "app_pages/device.py"
 PAGE_INGEST = "app_pages/ingest.py"
 PAGE_MODELS = "app_pages/models.py"
+PAGE_RULES = "app_pages/rules.py"
 
 
 def signed_in_hint() -> bool:

@@ -219,12 +219,11 @@ class EdgeAgent:
         self._transport = transport
         transport.start()
         self._log.info(
-            "agent %s/%s starting: %d messages in the spool", self.site, self.device, self.depth
+            "agent %s/%s starting: %d messages in the spool",
+            self.site,
+            self.device,
+            self.spool_depth,
         )
-
-    @property
-    def depth(self) -> int:
-        return self._spool.depth
 
     def stop(self, *, timeout_s: float = SHUTDOWN_TIMEOUT_SECONDS) -> None:
         """Flush what the link takes within `timeout_s`, say offline (shutdown), disconnect.

@@ -18,7 +18,7 @@ from typing import Protocol, cast
 from pydantic import ValidationError
 
 # Registration order is the order of `edgewatch --help`.
-ROOMS = ("stack", "ingest", "rollup", "edge", "dashboard", "bench")
+ROOMS = ("stack", "ingest", "rollup", "edge", "dashboard", "alerter", "bench")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 

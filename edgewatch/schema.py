@@ -198,6 +198,27 @@ def late_hours(message: Telemetry, received_ns: int) -> list[int]:
     return sorted(hours)
 
 
+def rollup_markers(message: Telemetry, received_ns: int) -> list[tuple[int, str]]:
+    """Each hour the message touches: (when its readings turn late, its `rollup_dirty` line).
+
+    A reading is late once `ROLLUP_LATE_AFTER_NS` passed after its minute closed; what counts
+    is when it is *stored*, not when it was received (the rollup service aggregates a minute
+    at about that time). So the ingest keeps these with the message and writes the markers
+    whose time has come when it writes the readings: a message that waited in the ingest's
+    journal through an InfluxDB outage marks its hours, though it arrived in time.
+    """
+    deadlines: dict[int, int] = {}
+    for reading in message.readings:
+        hour = reading.ts_ns - reading.ts_ns % ROLLUP_HOUR_NS
+        due = _minute_end(reading.ts_ns) + ROLLUP_LATE_AFTER_NS
+        deadlines[hour] = min(due, deadlines.get(hour, due))
+    tags = {"site": message.site, "device": message.device}
+    return [
+        (due, line(MEASUREMENT_ROLLUP_DIRTY, tags, {"received_ns": received_ns}, hour))
+        for hour, due in sorted(deadlines.items())
+    ]
+
+
 def rollup_dirty_lines(message: Telemetry, received_ns: int) -> list[str]:
     """One marker per (device, hour) that got late readings: the rollup service re-aggregates
     that device's minutes of the hour and the hour itself (rollup/, docs/architecture.md).

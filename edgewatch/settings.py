@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPIC_ROOT = "edgewatch"
 INFLUXDB_VERSION = "2.9.1"
+DEFAULT_JOURNAL_MAX_BYTES = 10 * 2**30  # 10 GiB: about 4 h of 1,000 msg/s (bench/outage.py)
 
 
 def default_state_dir() -> Path:
@@ -76,6 +77,14 @@ class Settings(BaseSettings):
     ingest_queue_max_messages: int = Field(20000, alias="EDGEWATCH_QUEUE_MAX_MESSAGES")
     ingest_stats_interval_seconds: float = Field(5.0, alias="EDGEWATCH_STATS_INTERVAL_SECONDS")
     ingest_instance: str = Field("ingest-1", alias="EDGEWATCH_INGEST_INSTANCE")
+    # The durable journal (ingest/journal.py): each instance keeps <dir>/<instance>.
+    ingest_journal_dir: Path | None = Field(None, alias="EDGEWATCH_INGEST_JOURNAL_DIR")
+    ingest_journal_max_bytes: int = Field(
+        DEFAULT_JOURNAL_MAX_BYTES, alias="EDGEWATCH_INGEST_JOURNAL_MAX_BYTES", gt=0
+    )
+    ingest_journal_warn_share: float = Field(
+        0.8, alias="EDGEWATCH_INGEST_JOURNAL_WARN_SHARE", gt=0.0, le=1.0
+    )
 
     # Rollup service (`edgewatch rollup`): fills the 1-minute and 1-hour buckets.
     # Its token reads the raw bucket and reads/writes the rollup buckets (stack bootstrap).
@@ -105,6 +114,18 @@ class Settings(BaseSettings):
     # Mark the cookie Secure (sent over HTTPS only): set when the dashboard is behind TLS.
     session_cookie_secure: bool = Field(False, alias="EDGEWATCH_SESSION_COOKIE_SECURE")
 
+    # Alerter (server-side rules and notifications)
+    alerter_token: SecretStr | None = Field(None, alias="EDGEWATCH_ALERTER_TOKEN")
+    rules_file: Path | None = Field(None, alias="EDGEWATCH_RULES_FILE")
+    rules_interval_seconds: float = Field(10.0, gt=0, alias="EDGEWATCH_RULES_INTERVAL_SECONDS")
+    # Apprise URLs carry credentials: from the environment or a secrets file, never git.
+    notify_urls: SecretStr | None = Field(None, alias="EDGEWATCH_NOTIFY_URLS")
+    notify_urls_file: Path | None = Field(None, alias="EDGEWATCH_NOTIFY_URLS_FILE")
+    notify_retry_base_seconds: float = Field(5.0, gt=0, alias="EDGEWATCH_NOTIFY_RETRY_BASE_SECONDS")
+    notify_retry_max_seconds: float = Field(300.0, gt=0, alias="EDGEWATCH_NOTIFY_RETRY_MAX_SECONDS")
+    notify_give_up_seconds: float = Field(86400.0, gt=0, alias="EDGEWATCH_NOTIFY_GIVE_UP_SECONDS")
+    notify_timeout_seconds: float = Field(10.0, gt=0, alias="EDGEWATCH_NOTIFY_TIMEOUT_SECONDS")
+
     # Local stack
     state_dir: Path = Field(default_factory=default_state_dir, alias="EDGEWATCH_STATE_DIR")
     cache_dir: Path = Field(default_factory=default_cache_dir, alias="EDGEWATCH_CACHE_DIR")
@@ -119,6 +140,18 @@ class Settings(BaseSettings):
     def session_secret_path(self) -> Path:
         """Where the cookie-signing key is kept when EDGEWATCH_SESSION_SECRET is not set."""
         return self.users_path.with_name("session-secret")
+
+    @property
+    def ingest_journal_path(self) -> Path:
+        """This ingest instance's own journal directory (replicas never share one)."""
+        instance = self.ingest_instance
+        if not instance or instance in (".", "..") or "/" in instance or "\0" in instance:
+            raise ValueError(
+                f"EDGEWATCH_INGEST_INSTANCE={instance!r} cannot name a journal directory: "
+                "use letters, digits, '-', '_' or '.'"
+            )
+        base = self.ingest_journal_dir or self.state_dir / "ingest-journal"
+        return base / instance
 
     @property
     def mqtt_connect_port(self) -> int:

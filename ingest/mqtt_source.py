@@ -10,15 +10,15 @@ Touches the broker only. What it does:
 - reconnects forever with backoff (paho's own loop), one log line per attempt, including
   when the broker is down at start;
 - converts each PUBLISH to `edgewatch.models.InboundMessage` and hands it on; it acknowledges
-  (PUBACK) only when `ack()` is called, i.e. after InfluxDB has stored it (`manual_ack`).
+  (PUBACK) only when `ack()` is called, i.e. after the ingest journal stored it (`manual_ack`).
 
 Backpressure. The broker may have at most Receive Maximum unacknowledged messages in flight to
 us (MQTT v5 flow control), and every message we hold (queued, in a batch, being written) is
 unacknowledged. Receive Maximum is therefore set to the queue's capacity (capped at 65535,
-the protocol's limit): the queue cannot overflow, and when InfluxDB is slow or down the broker
-simply stops sending and keeps the rest in our session. The hand-off is a blocking `put`
-only as a safety net for a broker that ignores Receive Maximum: it then stalls paho's network
-loop, which is still bounded memory and still loses nothing.
+the protocol's limit): the queue cannot overflow, and when the journal is full (InfluxDB down
+for long) the broker simply stops sending and keeps the rest in our session. The hand-off is a
+blocking `put` only as a safety net for a broker that ignores Receive Maximum: it then stalls
+paho's network loop, which is still bounded memory and still loses nothing.
 
 Ack tokens. Packet ids are reused by the broker once acknowledged, and after a reconnect the
 broker re-sends unacknowledged messages under their ids. An ack token is the packet id plus the
@@ -153,10 +153,6 @@ class MqttSource:
     @property
     def receive_maximum(self) -> int:
         return self._receive_maximum
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
 
     def start(self) -> None:
         """Connect in the background; paho's thread retries until the broker answers."""

@@ -22,7 +22,13 @@ from edgewatch.contract import (
     payload_excerpt,
 )
 from edgewatch.models import DeviceMessage, InboundMessage, Rejected, Telemetry
-from edgewatch.schema import dead_letter_line, ingest_stats_line, message_lines, state_lines
+from edgewatch.schema import (
+    dead_letter_line,
+    ingest_stats_line,
+    message_lines,
+    rollup_markers,
+    state_lines,
+)
 from ingest.stats import IngestStats
 
 EntryKind = Literal["telemetry", "alert", "status", "dead_letter", "ingest_stats"]
@@ -32,9 +38,13 @@ EntryKind = Literal["telemetry", "alert", "status", "dead_letter", "ingest_stats
 class Entry:
     """The lines one message (or one self-metrics report) becomes, and its ack token.
 
-    `ack_token` is None for what did not come from the broker (the stats heartbeat).
-    `payload` is kept so that a message InfluxDB refuses can still be dead-lettered.
-    `state_lines` go to the state bucket (edgewatch.schema.state_lines), `lines` to raw.
+    `lines` go to the raw bucket, `state_lines` to the state bucket (edgewatch.schema.state_lines);
+    the message counts as stored only when both are. `ack_token` is None for what did not come
+    from the broker (the stats heartbeat); the journal writer never acknowledges (that happened
+    when the entry was journaled). `payload` is kept so that a message InfluxDB refuses can
+    still be dead-lettered. `rollup_markers` are (time, line) pairs: each `rollup_dirty`
+    line goes with the raw lines once its time has come when they are written
+    (`edgewatch.schema.rollup_markers`, `raw_lines`).
     """
 
     kind: EntryKind
@@ -45,6 +55,18 @@ class Entry:
     payload: bytes = b""
     code: str | None = None
     state_lines: tuple[str, ...] = ()
+    rollup_markers: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def line_count(self) -> int:
+        # Markers are not counted: few messages are written late enough to carry them.
+        return len(self.lines) + len(self.state_lines)
+
+    def raw_lines(self, written_ns: int) -> list[str]:
+        """The raw bucket's lines when written at `written_ns`: the data, then the markers of
+        the hours whose readings are late by then (so a marker never precedes its data)."""
+        due = [marker for at_ns, marker in self.rollup_markers if written_ns >= at_ns]
+        return [*self.lines, *due]
 
     @property
     def is_dead_letter(self) -> bool:
@@ -70,8 +92,13 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
     if isinstance(decoded, Rejected):
         return dead_letter_entry(decoded, ack_token=message.ack_token, payload=message.payload)
     try:
-        lines = tuple(message_lines(decoded, received_ns=message.received_ns))
+        lines = tuple(message_lines(decoded))
         state = tuple(state_lines(decoded, heard_ns(decoded, message)))
+        markers = (
+            tuple(rollup_markers(decoded, message.received_ns))
+            if isinstance(decoded, Telemetry)
+            else ()
+        )
     except Exception as exc:
         # The decoder should make this impossible; if it ever is not, the message is
         # dead-lettered (code `internal`) instead of stopping the ingest.
@@ -87,6 +114,7 @@ def to_entry(message: InboundMessage, *, root: str) -> Entry:
         received_ns=message.received_ns,
         payload=message.payload,
         state_lines=state,
+        rollup_markers=markers,
     )
 
 
@@ -185,7 +213,7 @@ class Pipeline:
         if self._batch.opened_at is None:
             self._batch.opened_at = now
         self._batch.entries.append(entry)
-        self._batch.line_count += len(entry.lines)
+        self._batch.line_count += entry.line_count
 
     def is_full(self) -> bool:
         return self._batch.line_count >= self._max_lines

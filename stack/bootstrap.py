@@ -1,4 +1,7 @@
-"""stack room: idempotent InfluxDB setup through its HTTP API.
+# influxdb-client's generated models and services carry no annotations; calls into them are
+# checked by the integration tests instead.
+# mypy: disallow-untyped-calls=False
+"""stack room: idempotent InfluxDB setup through influxdb-client's management APIs.
 
 Creates the org, the five buckets of docs/architecture.md and least-privilege tokens, removes
 the rollup tasks of earlier versions (the rollup service, `edgewatch rollup`, replaced them),
@@ -11,16 +14,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 import string
-import urllib.error
-import urllib.parse
-import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
+
+import urllib3
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.domain.authorization import Authorization
+from influxdb_client.domain.bucket import Bucket
+from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
+from influxdb_client.domain.onboarding_request import OnboardingRequest
+from influxdb_client.domain.permission import Permission
+from influxdb_client.domain.permission_resource import PermissionResource
+from influxdb_client.domain.post_bucket_request import PostBucketRequest
+from influxdb_client.rest import ApiException
+from influxdb_client.service.setup_service import SetupService
+
+from shared.private_file import write_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +51,15 @@ OLD_ROLLUP_TASKS = ("edgewatch-rollup-1m", "edgewatch-rollup-1h")
 INGEST_TOKEN_DESCRIPTION = "edgewatch-ingest"  # noqa: S105 - a label, not a secret
 DASHBOARD_TOKEN_DESCRIPTION = "edgewatch-dashboard"  # noqa: S105 - a label, not a secret
 ROLLUP_TOKEN_DESCRIPTION = "edgewatch-rollup"  # noqa: S105 - a label, not a secret
-HTTP_TIMEOUT_SECONDS = 30.0
+ALERTER_TOKEN_DESCRIPTION = "edgewatch-alerter"  # noqa: S105 - a label, not a secret
+# One token per role, made in this order; the key names the credentials file entry.
+TOKEN_DESCRIPTIONS = {
+    "ingest": INGEST_TOKEN_DESCRIPTION,
+    "dashboard": DASHBOARD_TOKEN_DESCRIPTION,
+    "rollup": ROLLUP_TOKEN_DESCRIPTION,
+    "alerter": ALERTER_TOKEN_DESCRIPTION,
+}
+HTTP_TIMEOUT_MS = 30_000
 
 JSON = dict[str, Any]
 
@@ -97,6 +120,8 @@ class StackCredentials:
     ingest_token: str = field(repr=False)
     dashboard_token: str = field(repr=False)
     rollup_token: str = field(repr=False)
+    # Reads every bucket, writes rule alerts (state) and its records (ops); "" in older files.
+    alerter_token: str = field(default="", repr=False)
 
 
 def read_credentials_file(path: Path) -> dict[str, str]:
@@ -112,120 +137,89 @@ def read_credentials_file(path: Path) -> dict[str, str]:
 
 
 def write_credentials_file(path: Path, data: dict[str, str]) -> None:
-    """Write atomically, 0600 from the first byte (never briefly world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    tmp.chmod(0o600)  # an existing tmp file kept its old mode through O_TRUNC
-    tmp.replace(path)
+    """Write atomically and durably, 0600 from the first byte (shared/private_file.py)."""
+    write_private_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_credentials(path: Path) -> StackCredentials:
     """The credentials a previous bootstrap stored, or a clear error naming the fix."""
     data = read_credentials_file(path)
     try:
-        return StackCredentials(**{k: data[k] for k in StackCredentials.__dataclass_fields__})
-    except KeyError:
+        return StackCredentials(
+            **{k: data[k] for k in StackCredentials.__dataclass_fields__ if k in data}
+        )
+    except TypeError:
         raise RuntimeError(
             f"no complete credentials in {path}: run `edgewatch stack up` first"
         ) from None
 
 
 class InfluxError(RuntimeError):
-    def __init__(self, method: str, path: str, status: int, body: str) -> None:
-        super().__init__(f"InfluxDB {method} {path} answered {status}: {body[:500]}")
+    """InfluxDB answered a bootstrap call with an error status."""
+
+    def __init__(self, url: str, status: int, body: str) -> None:
+        super().__init__(f"InfluxDB at {url} answered {status}: {body[:500]}")
         self.status = status
 
 
-class InfluxApi:
-    """The few InfluxDB v2 HTTP calls bootstrap needs, on the standard library."""
-
-    def __init__(
-        self, url: str, token: str | None = None, timeout_seconds: float = HTTP_TIMEOUT_SECONDS
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout_seconds = timeout_seconds
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        body: object | None = None,
-    ) -> JSON:
-        query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(  # noqa: S310 - the URL is the configured InfluxDB
-            f"{self.url}{path}{query}", data=data, method=method
-        )
-        req.add_header("Content-Type", "application/json")
-        req.add_header("Accept", "application/json")
-        if self.token is not None:
-            req.add_header("Authorization", f"Token {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_seconds) as resp:  # noqa: S310
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise InfluxError(method, path, exc.code, exc.read().decode(errors="replace")) from None
-        except urllib.error.URLError as exc:
-            raise RuntimeError(f"InfluxDB at {self.url} is unreachable: {exc.reason}") from None
-        if not raw:
-            return {}
-        return cast(JSON, json.loads(raw))
-
-    def get(self, path: str, **params: str) -> JSON:
-        return self.request("GET", path, params=params or None)
-
-    def find(self, path: str, key: str, **params: str) -> list[JSON]:
-        """A filtered listing; InfluxDB answers 404 instead of an empty list for some."""
-        try:
-            found = self.get(path, **params).get(key) or []
-        except InfluxError as exc:
-            if exc.status == 404:
-                return []
-            raise
-        return cast(list[JSON], found)
-
-    def post(self, path: str, body: object) -> JSON:
-        return self.request("POST", path, body=body)
-
-    def patch(self, path: str, body: object) -> JSON:
-        return self.request("PATCH", path, body=body)
-
-    def delete(self, path: str) -> None:
-        self.request("DELETE", path)
+@contextmanager
+def influx_errors(url: str) -> Iterator[None]:
+    """Library exceptions as one-line errors naming the URL (and the fix when it is ours)."""
+    try:
+        yield
+    except ApiException as exc:
+        raise InfluxError(url, int(exc.status or 0), str(exc.body or exc.reason)) from None
+    except urllib3.exceptions.HTTPError as exc:
+        raise RuntimeError(
+            f"InfluxDB at {url} is unreachable ({exc}): start it (`edgewatch stack up`) or "
+            "set INFLUXDB_V2_URL to where it runs"
+        ) from None
 
 
-def _retention_seconds(bucket: JSON) -> int:
-    for rule in bucket.get("retentionRules") or []:
-        if rule.get("type") == "expire":
-            return int(rule.get("everySeconds", 0))
+def _listing(find: Callable[..., list[Any] | None], **params: str) -> list[Any]:
+    """A filtered listing; InfluxDB answers 404 instead of an empty list for some."""
+    try:
+        return list(find(**params) or [])
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
+
+
+def _retention_seconds(bucket: Bucket) -> int:
+    for rule in bucket.retention_rules or []:
+        if rule.type == "expire":
+            return int(rule.every_seconds or 0)
     return INFINITE
 
 
-def _retention_rules(seconds: int) -> list[JSON]:
-    return [{"type": "expire", "everySeconds": seconds}] if seconds else []
+def _retention_rules(seconds: int) -> list[BucketRetentionRules]:
+    return [BucketRetentionRules(type="expire", every_seconds=seconds)] if seconds else []
 
 
 def _permission(action: str, bucket_id: str, org_id: str) -> JSON:
     return {"action": action, "resource": {"type": "buckets", "id": bucket_id, "orgID": org_id}}
 
 
-def _permission_key(perm: JSON) -> tuple[str, str, str]:
-    res = perm.get("resource", {})
-    return (str(perm.get("action")), str(res.get("type")), str(res.get("id")))
+def _as_library_permission(perm: JSON) -> Permission:
+    res = perm["resource"]
+    return Permission(
+        action=perm["action"],
+        resource=PermissionResource(type=res["type"], id=res["id"], org_id=res["orgID"]),
+    )
+
+
+def _permission_key(perm: Permission) -> tuple[str, str, str]:
+    res = perm.resource
+    return (str(perm.action), str(res.type), str(res.id))
 
 
 def wanted_permissions(
     kind: str, bucket_ids: dict[str, str], buckets: BucketNames, org_id: str
 ) -> list[JSON]:
     """Least privilege: ingest writes raw and state only; the dashboard reads all, writes ops
-    only; the rollup service reads raw and reads and writes the two rollup buckets."""
+    only; the rollup service reads raw and reads and writes the two rollup buckets; the
+    alerter reads all, writes its rule alerts to state and its own records to ops."""
     if kind == "ingest":
         return [
             _permission("write", bucket_ids[buckets.raw], org_id),
@@ -244,12 +238,24 @@ def wanted_permissions(
         _permission("read", bucket_ids[name], org_id)
         for name in (buckets.raw, buckets.m1, buckets.h1, buckets.ops, buckets.state)
     ]
+    if kind == "alerter":
+        return [
+            *reads,
+            *(_permission("write", bucket_ids[b], org_id) for b in (buckets.state, buckets.ops)),
+        ]
     return [*reads, _permission("write", bucket_ids[buckets.ops], org_id)]
 
 
-def _ensure_setup(api: InfluxApi, org: str, raw_bucket: str, stored: dict[str, str]) -> bool:
+def _client(url: str, token: str | None = None) -> InfluxDBClient:
+    return InfluxDBClient(url=url, token=token, timeout=HTTP_TIMEOUT_MS)  # type: ignore[arg-type]
+
+
+def _ensure_setup(
+    client: InfluxDBClient, org: str, raw_bucket: str, stored: dict[str, str]
+) -> bool:
     """Run the first-time setup if the instance has none yet; True when it did."""
-    if not api.get("/api/v2/setup").get("allowed", False):
+    setup = SetupService(client.api_client)
+    if not setup.get_setup().allowed:
         return False
     # A fresh instance: tokens in an old credentials file belong to data that is gone.
     for key in ("ingest_token", "dashboard_token", "rollup_token", "admin_token", "org_id"):
@@ -257,87 +263,103 @@ def _ensure_setup(api: InfluxApi, org: str, raw_bucket: str, stored: dict[str, s
     stored["admin_user"] = ADMIN_USER
     stored["admin_password"] = secrets.token_urlsafe(24)
     stored["admin_token"] = secrets.token_urlsafe(48)
-    api.post(
-        "/api/v2/setup",
-        {
-            "username": ADMIN_USER,
-            "password": stored["admin_password"],
-            "org": org,
-            "bucket": raw_bucket,
-            "retentionPeriodSeconds": RAW_RETENTION_SECONDS,
-            "token": stored["admin_token"],
-        },
+    setup.post_setup(
+        OnboardingRequest(
+            username=ADMIN_USER,
+            password=stored["admin_password"],
+            org=org,
+            bucket=raw_bucket,
+            retention_period_seconds=RAW_RETENTION_SECONDS,
+            token=stored["admin_token"],
+        )
     )
     logger.info("influxdb set up: org %s, user %s", org, ADMIN_USER)
     return True
 
 
-def _ensure_buckets(api: InfluxApi, org_id: str, buckets: BucketNames) -> dict[str, str]:
+def _ensure_org(client: InfluxDBClient, org: str) -> str:
+    api = client.organizations_api()
+    found = _listing(api.find_organizations, org=org)
+    if found:
+        return str(found[0].id)
+    created = api.create_organization(name=org)
+    logger.info("org %s created", org)
+    return str(created.id)
+
+
+def _ensure_buckets(client: InfluxDBClient, org_id: str, buckets: BucketNames) -> dict[str, str]:
+    api = client.buckets_api()
+
+    def find_buckets(**params: str) -> list[Bucket] | None:
+        return api.find_buckets(**params).buckets  # type: ignore[no-any-return]
+
     ids: dict[str, str] = {}
     for name, retention in buckets.retentions().items():
-        found = api.find("/api/v2/buckets", "buckets", orgID=org_id, name=name)
+        found = _listing(find_buckets, org_id=org_id, name=name)
         if found:
             bucket = found[0]
             if _retention_seconds(bucket) != retention:
-                api.patch(
-                    f"/api/v2/buckets/{bucket['id']}",
-                    {"retentionRules": _retention_rules(retention)},
-                )
+                bucket.retention_rules = _retention_rules(retention)
+                api.update_bucket(bucket)
                 logger.info("bucket %s: retention set to %d s", name, retention)
         else:
-            bucket = api.post(
-                "/api/v2/buckets",
-                {"orgID": org_id, "name": name, "retentionRules": _retention_rules(retention)},
+            bucket = api.create_bucket(
+                bucket=PostBucketRequest(
+                    org_id=org_id, name=name, retention_rules=_retention_rules(retention)
+                )
             )
             logger.info("bucket %s created (retention %d s)", name, retention)
-        ids[name] = str(bucket["id"])
+        ids[name] = str(bucket.id)
     return ids
 
 
-def find_task(api: InfluxApi, org_id: str, name: str) -> JSON | None:
-    tasks = api.find("/api/v2/tasks", "tasks", orgID=org_id, name=name)
-    # The name filter is a prefix match on some versions: compare exactly.
-    return next((t for t in tasks if t.get("name") == name), None)
-
-
-def _remove_old_tasks(api: InfluxApi, org_id: str) -> None:
+def _remove_old_tasks(client: InfluxDBClient, org_id: str) -> None:
     """Delete the rollup tasks of earlier versions: the rollup service does their work."""
+    api = client.tasks_api()
     for name in OLD_ROLLUP_TASKS:
-        task = find_task(api, org_id, name)
-        if task is not None:
-            api.delete(f"/api/v2/tasks/{task['id']}")
+        tasks = _listing(api.find_tasks, org_id=org_id, name=name)
+        # The name filter is a prefix match on some versions: compare exactly.
+        for task in (t for t in tasks if t.name == name):
+            api.delete_task(task.id)
             logger.info("task %s removed (replaced by the rollup service)", name)
 
 
 def _ensure_token(
-    api: InfluxApi, org_id: str, description: str, permissions: list[JSON], known: str | None
+    client: InfluxDBClient,
+    org_id: str,
+    description: str,
+    permissions: list[JSON],
+    known: str | None,
 ) -> str:
     """A token with exactly `permissions`, reusing ours when it still fits."""
-    auths = api.find("/api/v2/authorizations", "authorizations", orgID=org_id)
-    wanted = sorted(_permission_key(p) for p in permissions)
+    api = client.authorizations_api()
+    wanted_perms = [_as_library_permission(p) for p in permissions]
+    wanted = sorted(_permission_key(p) for p in wanted_perms)
     keep: str | None = None
-    for auth in auths:
-        if auth.get("description") != description:
+    auth: Authorization
+    for auth in _listing(api.find_authorizations, org_id=org_id):
+        if auth.description != description:
             continue
-        same = sorted(_permission_key(p) for p in auth.get("permissions", [])) == wanted
+        same = sorted(_permission_key(p) for p in auth.permissions or []) == wanted
         # InfluxDB 2.9 shows a token only when it is made; later listings give "". Trust the
         # credentials file then, and compare when the token is shown.
-        shown = auth.get("token") or None
+        shown = auth.token or None
         token = shown or known
-        fits = same and auth.get("status") == "active" and token is not None and keep is None
+        fits = same and auth.status == "active" and token is not None and keep is None
         if fits and (shown is None or known is None or shown == known):
             keep = token
             continue
-        api.delete(f"/api/v2/authorizations/{auth['id']}")
+        api.delete_authorization(auth)
         logger.info("token %s replaced (permissions or status changed)", description)
     if keep is not None:
         return keep
-    created = api.post(
-        "/api/v2/authorizations",
-        {"orgID": org_id, "description": description, "permissions": permissions},
+    created = api.create_authorization(
+        authorization=Authorization(
+            org_id=org_id, description=description, permissions=wanted_perms
+        )
     )
     logger.info("token %s created", description)
-    return str(created["token"])
+    return str(created.token)
 
 
 def bootstrap(
@@ -358,10 +380,10 @@ def bootstrap(
     if stored.get("url") not in (None, url):
         # The same state dir may be pointed at another port: the data is the same.
         logger.info("credentials from %s now for %s", stored.get("url"), url)
-    api = InfluxApi(url)
-    if _ensure_setup(api, org, buckets.raw, stored):
-        stored.update(url=url, org=org)
-        write_credentials_file(credentials_path, stored)  # before anything else can fail
+    with influx_errors(url), _client(url) as anonymous:
+        if _ensure_setup(anonymous, org, buckets.raw, stored):
+            stored.update(url=url, org=org)
+            write_credentials_file(credentials_path, stored)  # before anything else can fail
     token = admin_token or stored.get("admin_token")
     if not token:
         raise RuntimeError(
@@ -369,36 +391,20 @@ def bootstrap(
             "token: set INFLUXDB_V2_TOKEN to an all-access token of it, or start from an "
             "empty data dir"
         )
-    api = InfluxApi(url, token)
-    orgs = api.find("/api/v2/orgs", "orgs", org=org)
-    if not orgs:
-        org_id = str(api.post("/api/v2/orgs", {"name": org})["id"])
-        logger.info("org %s created", org)
-    else:
-        org_id = str(orgs[0]["id"])
-    bucket_ids = _ensure_buckets(api, org_id, buckets)
-    _remove_old_tasks(api, org_id)
-    ingest = _ensure_token(
-        api,
-        org_id,
-        INGEST_TOKEN_DESCRIPTION,
-        wanted_permissions("ingest", bucket_ids, buckets, org_id),
-        stored.get("ingest_token"),
-    )
-    dashboard = _ensure_token(
-        api,
-        org_id,
-        DASHBOARD_TOKEN_DESCRIPTION,
-        wanted_permissions("dashboard", bucket_ids, buckets, org_id),
-        stored.get("dashboard_token"),
-    )
-    rollup = _ensure_token(
-        api,
-        org_id,
-        ROLLUP_TOKEN_DESCRIPTION,
-        wanted_permissions("rollup", bucket_ids, buckets, org_id),
-        stored.get("rollup_token"),
-    )
+    with influx_errors(url), _client(url, token) as client:
+        org_id = _ensure_org(client, org)
+        bucket_ids = _ensure_buckets(client, org_id, buckets)
+        _remove_old_tasks(client, org_id)
+        tokens = {
+            kind: _ensure_token(
+                client,
+                org_id,
+                description,
+                wanted_permissions(kind, bucket_ids, buckets, org_id),
+                stored.get(f"{kind}_token"),
+            )
+            for kind, description in TOKEN_DESCRIPTIONS.items()
+        }
     creds = StackCredentials(
         url=url,
         org=org,
@@ -406,9 +412,10 @@ def bootstrap(
         admin_user=stored.get("admin_user", ADMIN_USER),
         admin_password=stored.get("admin_password", ""),
         admin_token=token,
-        ingest_token=ingest,
-        dashboard_token=dashboard,
-        rollup_token=rollup,
+        ingest_token=tokens["ingest"],
+        dashboard_token=tokens["dashboard"],
+        rollup_token=tokens["rollup"],
+        alerter_token=tokens["alerter"],
     )
     new = {k: str(v) for k, v in asdict(creds).items()}
     if new != stored:

@@ -6,7 +6,8 @@ InfluxDB (buckets, least-privilege tokens), and writes one directory per
 service under `<state>/compose/`, each holding only that service's secrets:
 
 - `mosquitto/`: ca.crt, server.crt, server.key, crl.pem, passwd, acl, health.password
-- `ingest/`, `simulator/`, `dashboard/`: `env` (sourced by the image's entry point) and ca.crt
+- `ingest/`, `simulator/`, `dashboard/`, `alerter/`: `env` (sourced by the image's entry point)
+  and ca.crt
 
 Compose mounts each directory into its own service only (volume subpaths), so no service but
 this one sees the admin token, and none sees another's credentials. Idempotent: a re-run
@@ -76,7 +77,7 @@ def compose_init(
     _copy(store.password_file, broker / "passwd", uid=mosquitto_uid, mode=0o600)
     _copy(store.acl_file, broker / "acl", uid=mosquitto_uid, mode=0o600)
     _write(broker / "health.password", passwords[HEALTH_ACCOUNT], uid=mosquitto_uid)
-    for service in ("ingest", "simulator", "dashboard", "rollup"):
+    for service in ("ingest", "simulator", "dashboard", "rollup", "alerter"):
         lines = dotenv_lines(
             settings,
             creds,

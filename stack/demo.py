@@ -25,6 +25,7 @@ from edgewatch.settings import Settings, env_name, settings_env, without_setting
 from shared.private_file import write_private_file
 from stack.bootstrap import load_credentials
 from stack.local_stack import StackPaths, load_service_passwords, service_environment, stack_up
+from stack.notify_sink import NotificationSink
 from stack.processes import check_port_free, tcp_accepts
 
 POLL_INTERVAL_SECONDS = 1.0
@@ -119,10 +120,19 @@ def ensure_demo_logins(settings: Settings, paths: StackPaths) -> dict[str, str]:
 
 
 def demo_children(
-    settings: Settings, paths: StackPaths, *, sites: int, devices: int, seed: int
+    settings: Settings,
+    paths: StackPaths,
+    *,
+    sites: int,
+    devices: int,
+    seed: int,
+    notify_urls: str,
 ) -> list[Child]:
-    """The ingest, the rollup service, the simulator and the dashboard, each with only its
-    own secrets."""
+    """The ingest, the rollup service, the simulator, the dashboard and the alerter, each with
+    only its own secrets.
+
+    The alerter notifies `notify_urls` (the demo's local sink) as its default receiver.
+    """
     cli = [sys.executable, "-m", "edgewatch.cli"]
     simulate = ["simulate", "--sites", str(sites), "--devices", str(devices), "--seed", str(seed)]
     commands = {
@@ -130,11 +140,17 @@ def demo_children(
         "rollup": ["rollup"],
         "simulator": simulate,
         "dashboard": ["dashboard", "--port", str(settings.dashboard_port)],
+        "alerter": ["alerter"],
     }
-    return [
-        Child(name, [*cli, *args], service_env(settings, paths, name), paths.log_file(name))
-        for name, args in commands.items()
-    ]
+    children = []
+    for name, args in commands.items():
+        env = service_env(settings, paths, name)
+        if name == "alerter":
+            env[env_name("notify_urls")] = notify_urls
+            if settings.rules_file is not None:
+                env[env_name("rules_file")] = str(settings.rules_file)
+        children.append(Child(name, [*cli, *args], env, paths.log_file(name)))
+    return children
 
 
 def _wait_for_dashboard(settings: Settings, paths: StackPaths) -> None:
@@ -168,7 +184,11 @@ def run_demo(
     check_port_free(settings.dashboard_port, env_var=env_name("dashboard_port"))
     stack_up(settings)
     logins = ensure_demo_logins(settings, paths)
-    children = demo_children(settings, paths, sites=sites, devices=devices, seed=seed)
+    sink = NotificationSink(paths.log_file("notifications"))
+    sink.start()
+    children = demo_children(
+        settings, paths, sites=sites, devices=devices, seed=seed, notify_urls=sink.apprise_url
+    )
     stopping = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -187,10 +207,11 @@ def run_demo(
             )
         _wait_for_dashboard(settings, paths)
         print(f"\nedgewatch is running: open http://127.0.0.1:{settings.dashboard_port}")
+        print(f"  notifications (what would page someone) go to {sink.log_path}")
         for name, password in logins.items():
             print(f"  sign in as {name} / {password}")
         print(
-            "Ctrl-C stops the ingest, rollup service, simulator and dashboard; "
+            "Ctrl-C stops the ingest, rollup service, simulator, dashboard and alerter; "
             "`edgewatch stack down` stops the stack.\n",
             flush=True,
         )
@@ -205,6 +226,9 @@ def run_demo(
     finally:
         for child in reversed(children):
             child.stop()
+        sink.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("stopped the ingest, rollup service, simulator and dashboard", file=sys.stderr)
+        print(
+            "stopped the ingest, rollup service, simulator, dashboard and alerter", file=sys.stderr
+        )
     return 0

@@ -51,7 +51,7 @@ from stack.security import (
 )
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
-SERVICES = ("admin", "ingest", "simulator", "dashboard", "rollup")
+SERVICES = ("admin", "ingest", "simulator", "dashboard", "rollup", "alerter")
 
 
 def say(message: str) -> None:
@@ -142,7 +142,8 @@ def service_environment(
 
     `service` narrows the secrets to one role (least privilege): the ingest gets the ingest
     broker account and the write-only token, the simulator a broker account and no token, the
-    dashboard its read/ops token and no broker account. `admin` gets the admin token.
+    dashboard its read/ops token and no broker account, the alerter its read/state/ops token
+    and no broker account. `admin` gets the admin token.
     """
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
@@ -173,12 +174,16 @@ def service_environment(
         values["ingest_token"] = creds.ingest_token
         values["dashboard_token"] = creds.dashboard_token
         values["rollup_token"] = creds.rollup_token
+        if creds.alerter_token:
+            values["alerter_token"] = creds.alerter_token
     elif service == "ingest":
         values["influxdb_token"] = creds.ingest_token
     elif service == "dashboard":
         values["influxdb_token"] = creds.dashboard_token
     elif service == "rollup":
         values["influxdb_token"] = creds.rollup_token
+    elif service == "alerter" and creds.alerter_token:
+        values["influxdb_token"] = creds.alerter_token
     return {env_name(field): str(value) for field, value in values.items()}
 
 

@@ -23,7 +23,7 @@ import weakref
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypedDict, Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,16 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+
+class ProcessOptions(TypedDict, total=False):
+    """What every managed server takes besides its port, data dir and binary (see
+    `ManagedProcess.__init__` for the defaults); subclasses pass them through unchanged."""
+
+    host: str
+    log_path: Path | None
+    start_timeout_seconds: float
+    stop_timeout_seconds: float
 
 
 class ManagedProcess(ABC):
@@ -285,26 +295,15 @@ class MosquittoProcess(ManagedProcess):
         port: int,
         data_dir: Path,
         binary: Path = Path("/usr/sbin/mosquitto"),
-        host: str = LOOPBACK,
-        log_path: Path | None = None,
         autosave_interval_seconds: int = 2,
         max_inflight_messages: int = 100,
         listener_conf: str | None = None,
-        start_timeout_seconds: float = START_TIMEOUT_SECONDS,
-        stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
+        **options: Unpack[ProcessOptions],
     ) -> None:
         """`listener_conf` replaces the anonymous loopback listener (e.g. the output of
         `stack.security.secure_listener_conf`); `port` is then the one readiness is probed on.
         """
-        super().__init__(
-            port=port,
-            data_dir=data_dir,
-            binary=binary,
-            host=host,
-            log_path=log_path,
-            start_timeout_seconds=start_timeout_seconds,
-            stop_timeout_seconds=stop_timeout_seconds,
-        )
+        super().__init__(port=port, data_dir=data_dir, binary=binary, **options)
         self.autosave_interval_seconds = autosave_interval_seconds
         self.max_inflight_messages = max_inflight_messages
         self.listener_conf = listener_conf
@@ -390,21 +389,10 @@ class InfluxdProcess(ManagedProcess):
         http_port: int,
         data_dir: Path,
         binary: Path,
-        host: str = LOOPBACK,
-        log_path: Path | None = None,
         log_level: str = "warn",
-        start_timeout_seconds: float = START_TIMEOUT_SECONDS,
-        stop_timeout_seconds: float = STOP_TIMEOUT_SECONDS,
+        **options: Unpack[ProcessOptions],
     ) -> None:
-        super().__init__(
-            port=http_port,
-            data_dir=data_dir,
-            binary=binary,
-            host=host,
-            log_path=log_path,
-            start_timeout_seconds=start_timeout_seconds,
-            stop_timeout_seconds=stop_timeout_seconds,
-        )
+        super().__init__(port=http_port, data_dir=data_dir, binary=binary, **options)
         self.log_level = log_level
 
     @property

@@ -58,9 +58,15 @@ def broker() -> Iterator[MosquittoProcess]:
 
 
 @pytest.fixture
-def make_settings() -> SettingsFactory:
-    """`make_settings(broker, influxdb, **overrides)`: Settings pointing at both, unique root."""
-    return settings_for
+def make_settings(tmp_path_factory: pytest.TempPathFactory) -> SettingsFactory:
+    """`make_settings(broker, influxdb, **overrides)`: Settings pointing at both, unique root,
+    and an ingest journal directory of the test's own."""
+
+    def make(*args: object, **overrides: object) -> Settings:
+        overrides.setdefault("ingest_journal_dir", tmp_path_factory.mktemp("journal"))
+        return settings_for(*args, **overrides)  # type: ignore[arg-type]
+
+    return make
 
 
 def _children_of(pid: int) -> list[int]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard import audit, charts, data, ui
+from dashboard import audit, charts, data, rules_data, ui
 from dashboard.ranges import preset_range
 from edgewatch.alerts import (
     ACTION_ACK,
@@ -271,6 +271,10 @@ if chosen is not None:
         ],
         columns=["time", "what", "by", "note"],
     )
+    # The alerter's delivery log: every notification attempt and its outcome.
+    rules_view = ui.load(rules_data.load_rules_view, connection, settings.alert_lookback_days)
+    if rules_view is not None:
+        history = rules_data.merge_notifications(history, rules_view[2], record.alert_id)
     st.dataframe(
         history, hide_index=True, key="alerts_history", column_config=ui.column_config(history)
     )

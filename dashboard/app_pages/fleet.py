@@ -5,10 +5,12 @@ Retired devices are left out of everything here unless "Show retired devices" is
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from dashboard import charts, data, rules_data, ui
 from edgewatch.alerts import AlertState
 from edgewatch.models import SEVERITIES
 
@@ -29,6 +31,9 @@ def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
     show_retired = st.session_state.get("fleet_show_retired", False)
     devices = every_device if show_retired else every_device[~retired].reset_index(drop=True)
     sites = data.site_frame(devices)
+    devices = rules_data.with_maintenance(
+        devices, ui.load(rules_data.load_silences, connection) or [], time.time_ns()
+    )
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     open_alerts = pd.DataFrame()
     if loaded is not None:

@@ -1,5 +1,6 @@
-"""Ingest health page: message rates, rejects by reason with the newest dead letters, write
-latency, queue depth and lag, all from the ingest's own `ingest_stats` and `dead_letter`."""
+"""Ingest health page: message rates (summed over replicas), rejects by reason with the newest
+dead letters, write latency, and per instance queue depth, lag and journal fill, all from the
+ingest's own `ingest_stats` and `dead_letter`."""
 
 from __future__ import annotations
 
@@ -29,26 +30,48 @@ loaded = ui.load_or_stop(data.load_ingest, connection, time_range)
 stats, letters, codes = loaded
 
 last_report = None if beat.last_ns is None else pd.Timestamp(beat.last_ns, unit="ns", tz="UTC")
-latest = stats.iloc[-1] if not stats.empty else None
+instances = data.ingest_instances(stats)
+latest = stats.sort_values("time").groupby("instance").last() if not stats.empty else None
 
 
-def latest_value(column: str, digits: int = 0) -> str:
-    if latest is None or column not in latest or pd.isna(latest[column]):
+def fleet_value(column: str, how: str, digits: int = 0) -> str:
+    """The newest value of `column` over all instances: their sum, or the worst (max)."""
+    if latest is None or column not in latest or latest[column].isna().all():
         return "-"
-    return f"{float(latest[column]):,.{digits}f}"
+    values = pd.to_numeric(latest[column], errors="coerce")
+    value = values.sum() if how == "sum" else values.max()
+    return f"{float(value):,.{digits}f}"
 
 
-cols = st.columns(5)
+fill = pd.to_numeric(instances["journal_fill"], errors="coerce").max() if len(instances) else None
+warn_share = settings.ingest_journal_warn_share
+
+cols = st.columns(6)
 cols[0].metric(
     "Last report",
     ui.ago(last_report, now),
     border=True,
     help=f"the ingest reports every {beat.interval_s:g} s",
 )
-cols[1].metric("Write latency p50 (ms)", latest_value("write_latency_ms_p50", 1), border=True)
-cols[2].metric("Queue depth", latest_value("queue_depth"), border=True)
-cols[3].metric("Lag (ms)", latest_value("lag_ms"), border=True)
-cols[4].metric("Dead letters", sum(codes.values()), border=True, help=f"in the last {range_label}")
+cols[1].metric("Write latency p50 (ms)", fleet_value("write_latency_ms_p50", "max", 1), border=True)
+cols[2].metric("Queue depth", fleet_value("queue_depth", "sum"), border=True, help="all instances")
+cols[3].metric("Lag (ms)", fleet_value("lag_ms", "max"), border=True, help="the largest instance")
+cols[4].metric(
+    "Journal fill",
+    "-" if fill is None or pd.isna(fill) else f"{fill:.1%}",
+    border=True,
+    help="the fullest instance's on-disk journal, of EDGEWATCH_INGEST_JOURNAL_MAX_BYTES",
+)
+cols[5].metric("Dead letters", sum(codes.values()), border=True, help=f"in the last {range_label}")
+
+if fill is not None and not pd.isna(fill) and fill >= warn_share:
+    st.warning(
+        f"**An ingest journal is {fill:.0%} full.** InfluxDB is down or not keeping up; the "
+        "journal holds what the ingest acknowledged. At 100% the ingest stops acknowledging "
+        "and the broker's memory becomes the only buffer. Check InfluxDB and the ingest logs, "
+        "or raise EDGEWATCH_INGEST_JOURNAL_MAX_BYTES.",
+        icon=":material/warning:",
+    )
 
 if beat.last_ns is None:
     st.info(
@@ -76,21 +99,52 @@ if not stats.empty:
             ),
             key="ingest_latency_fig",
         )
+    names = sorted(str(i) for i in stats["instance"].dropna().unique())
     left, right = st.columns(2)
     with left:
         st.plotly_chart(
             charts.lines_figure(
-                stats, columns=("queue_depth",), title="Queue depth", yaxis_title="messages"
+                data.per_instance(stats, "queue_depth"),
+                columns=names,
+                title="Queue depth per instance",
+                yaxis_title="messages",
             ),
             key="ingest_queue_fig",
         )
     with right:
         st.plotly_chart(
             charts.lines_figure(
-                stats, columns=("lag_ms",), title="Lag (receipt to stored)", yaxis_title="ms"
+                data.per_instance(stats, "lag_ms"),
+                columns=names,
+                title="Lag per instance (receipt to stored)",
+                yaxis_title="ms",
             ),
             key="ingest_lag_fig",
         )
+    journal_fill = data.per_instance(stats, "journal_fill")
+    st.plotly_chart(
+        charts.lines_figure(
+            journal_fill.assign(**{n: journal_fill[n] * 100 for n in names if n in journal_fill}),
+            columns=names,
+            title=f"Journal fill per instance (warning at {warn_share:.0%})",
+            yaxis_title="% of the limit",
+        ),
+        key="ingest_journal_fig",
+    )
+    st.subheader("Instances")
+    st.dataframe(
+        instances,
+        hide_index=True,
+        key="ingest_instances",
+        column_config={
+            **ui.column_config(instances),
+            "as of": st.column_config.DatetimeColumn("as of", format=ui.TIME_FORMAT),
+            "journal_bytes": st.column_config.NumberColumn("journal bytes", format="bytes"),
+            "journal_fill": st.column_config.ProgressColumn(
+                "journal fill", min_value=0.0, max_value=1.0, format="percent"
+            ),
+        },
+    )
 elif beat.last_ns is not None:
     st.info(f"No ingest report in the last {range_label}.")
 

@@ -54,6 +54,7 @@ PAGES = {
     "device-default": ("/device", "Device"),
     "trends-default": ("/trends", "Trends"),
     "ingest": ("/ingest", "Ingest health"),
+    "rules": ("/rules", "Rules"),
 }
 
 

@@ -41,6 +41,7 @@ PAGES = (
     "app_pages/device.py",
     "app_pages/ingest.py",
     "app_pages/models.py",
+    "app_pages/rules.py",
 )
 TIMEOUT_S = 60
 
@@ -307,7 +308,8 @@ def test_ingest_page_shows_rates_rejects_and_dead_letters(
     letters = table_of(at, "code", "topic", "payload")
     assert sorted(letters["code"]) == ["json", "json", "schema"]
     assert "payload is not JSON" in set(letters["reason"])
-    assert len(at.get("plotly_chart")) == 5  # rates, latency, queue, lag, rejects by code
+    # rates, latency, queue, lag, journal fill, rejects by code
+    assert len(at.get("plotly_chart")) == 6
 
 
 @pytest.fixture(scope="module")
@@ -430,6 +432,48 @@ def test_a_viewer_sees_alerts_but_no_review_controls(
     keys = {b.key for b in at.button}
     assert not keys & {"alerts_ack", "alerts_resolve", "alerts_comment", "alerts_bulk_ack"}
     assert table_of(at, "severity", "acknowledged_by", "closed_by").shape[0] > 0
+
+
+def test_an_operator_puts_a_device_in_maintenance_and_the_overview_says_so(
+    monkeypatch: pytest.MonkeyPatch, fresh_seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, truth = fresh_seeded
+    site, device = next(key for key, state in truth.states.items() if state == "OFFLINE")
+    at = open_app(monkeypatch, db.env()).switch_page("app_pages/rules.py").run()
+    assert_clean(at)
+    at.radio(key="rules_kind").set_value("maintenance")
+    at.text_input(key="rules_site").set_value(site)
+    at.text_input(key="rules_device").set_value(device)
+    at.text_area(key="rules_reason").set_value("replacing the camera")
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert_clean(at)
+    windows = table_of(at, "kind", "active", "by", "why")
+    assert list(windows[windows["why"] == "replacing the camera"]["by"]) == ["test-operator"]
+
+    at.switch_page("app_pages/fleet.py").run()
+    devices = table_of(at, "device", "state", "reason")
+    states = {(r.site, r.device): r.state for r in devices.itertuples()}
+    assert states[(site, device)] == "MAINTENANCE"
+
+    # Ended early, with why: OFFLINE again (and other tests see the fleet as seeded).
+    at.switch_page("app_pages/rules.py").run()
+    at.text_input(key="rules_expire_why").set_value("done")
+    next(b for b in at.button if b.label == "End now").click().run()
+    assert_clean(at)
+    at.switch_page("app_pages/fleet.py").run()
+    devices = table_of(at, "device", "state", "reason")
+    assert {(r.site, r.device): r.state for r in devices.itertuples()}[(site, device)] == "OFFLINE"
+
+
+def test_a_viewer_sees_silences_but_cannot_create_them(
+    monkeypatch: pytest.MonkeyPatch, seeded: tuple[DashboardDB, FleetTruth]
+) -> None:
+    db, _ = seeded
+    at = open_app(monkeypatch, db.env(), user="test-viewer").switch_page("app_pages/rules.py")
+    at.run()
+    assert_clean(at)
+    assert not [b for b in at.button if b.label == "Create"]
+    assert any("only operators" in i.value for i in at.info)
 
 
 def test_the_audit_trail_exports_every_kind_of_operator_action(

@@ -63,6 +63,7 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         assert demo.returncode == 0, demo.stderr[-3000:]
         assert f"open http://127.0.0.1:{dashboard_port}" in demo.stdout
         assert "sign in as operator / " in demo.stdout
+        assert "notifications (what would page someone) go to" in demo.stdout
         creds = load_credentials(tmp_path / "state" / "credentials.json")
         with InfluxDBClient(url=creds.url, token=creds.admin_token, org=creds.org) as client:
             tables = client.query_api().query(
@@ -79,6 +80,9 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         # The rollup service ran, with its own token.
         rollup_log = (tmp_path / "state" / "log" / "rollup.log").read_text()
         assert "rollup service started" in rollup_log
+        # The alerter ran too, with its own token, evaluating the built-in rules.
+        alerter_log = (tmp_path / "state" / "log" / "alerter.log").read_text()
+        assert "alerter running" in alerter_log, alerter_log[-2000:]
     finally:
         down = _cli(env, "stack", "down")
     assert down.returncode == 0, down.stderr

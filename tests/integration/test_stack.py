@@ -18,11 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.task_create_request import TaskCreateRequest
 from influxdb_client.rest import ApiException
 from paho.mqtt.packettypes import PacketTypes
 
 from shared.mqtt_client import new_mqtt_client
-from stack.bootstrap import OLD_ROLLUP_TASKS, InfluxApi, bootstrap
+from stack.bootstrap import OLD_ROLLUP_TASKS, bootstrap
 from stack.processes import MosquittoProcess, free_port, pid_alive
 from stack.testing import InfluxFixture
 
@@ -90,8 +91,8 @@ def test_tokens_have_least_privilege(influxdb: InfluxFixture) -> None:
 
 def test_bootstrap_twice_changes_nothing(influxdb: InfluxFixture) -> None:
     before = influxdb.credentials_path.read_text()
-    api = InfluxApi(influxdb.url, influxdb.admin_token)
-    auths_before = api.get("/api/v2/authorizations")["authorizations"]
+    admin = InfluxDBClient(url=influxdb.url, token=influxdb.admin_token)
+    auths_before = admin.authorizations_api().find_authorizations()
     creds = bootstrap(
         url=influxdb.url,
         org=influxdb.org,
@@ -105,30 +106,33 @@ def test_bootstrap_twice_changes_nothing(influxdb: InfluxFixture) -> None:
     )
     assert influxdb.credentials_path.read_text() == before
     assert influxdb.credentials_path.stat().st_mode & 0o777 == 0o600
-    auths_after = api.get("/api/v2/authorizations")["authorizations"]
-    assert [a["id"] for a in auths_after] == [a["id"] for a in auths_before]
-    tasks = api.get("/api/v2/tasks", orgID=influxdb.org_id)["tasks"]
-    assert [t["name"] for t in tasks] == []  # the rollup service does the rollups
+    auths_after = admin.authorizations_api().find_authorizations()
+    assert [a.id for a in auths_after] == [a.id for a in auths_before]
+    tasks = admin.tasks_api().find_tasks(org_id=influxdb.org_id)
+    assert [t.name for t in tasks] == []  # the rollup service does the rollups
     # By name: other tests' buckets may push ours past the API's first page.
     for bucket in (influxdb.bucket, influxdb.bucket_1m, influxdb.bucket_1h, influxdb.bucket_ops):
-        found = api.get("/api/v2/buckets", orgID=influxdb.org_id, name=bucket)["buckets"]
-        assert [b["name"] for b in found] == [bucket]
+        found = admin.buckets_api().find_buckets(org_id=influxdb.org_id, name=bucket).buckets
+        assert [b.name for b in found] == [bucket]
+    admin.close()  # type: ignore[no-untyped-call]
 
 
 def test_bootstrap_removes_the_rollup_tasks_of_earlier_versions(
     fresh_influxdb: InfluxFixture,
 ) -> None:
     fx = fresh_influxdb
-    api = InfluxApi(fx.url, fx.admin_token)
-    for name in OLD_ROLLUP_TASKS:
-        flux = (
-            f'option task = {{name: "{name}", every: 1h}}\n'
-            f'from(bucket: "{fx.bucket}") |> range(start: -1m)'
-        )
-        api.post("/api/v2/tasks", {"orgID": fx.org_id, "flux": flux, "status": "active"})
-    assert len(api.get("/api/v2/tasks", orgID=fx.org_id)["tasks"]) == 2
-    bootstrap(url=fx.url, org=fx.org, buckets=fx.buckets, credentials_path=fx.credentials_path)
-    assert api.get("/api/v2/tasks", orgID=fx.org_id)["tasks"] == []
+    with InfluxDBClient(url=fx.url, token=fx.admin_token) as admin:
+        tasks = admin.tasks_api()
+        for name in OLD_ROLLUP_TASKS:
+            flux = (
+                f'option task = {{name: "{name}", every: 1h}}\n'
+                f'from(bucket: "{fx.bucket}") |> range(start: -1m)'
+            )
+            request = TaskCreateRequest(org_id=fx.org_id, flux=flux, status="active")
+            tasks.create_task(task_create_request=request)
+        assert len(tasks.find_tasks(org_id=fx.org_id)) == 2
+        bootstrap(url=fx.url, org=fx.org, buckets=fx.buckets, credentials_path=fx.credentials_path)
+        assert tasks.find_tasks(org_id=fx.org_id) == []
 
 
 def test_fresh_influxdb_keeps_data_across_restart(fresh_influxdb: InfluxFixture) -> None:

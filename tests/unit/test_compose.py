@@ -13,7 +13,17 @@ from edgewatch.settings import INFLUXDB_VERSION
 ROOT = Path(__file__).resolve().parents[2]
 # The rooms register their own subcommands (some are written later), so the names a compose
 # command may use are listed here rather than read from the parser.
-SUBCOMMANDS = {"stack", "ingest", "rollup", "simulate", "agent", "dashboard", "demo", "bench"}
+SUBCOMMANDS = {
+    "stack",
+    "ingest",
+    "rollup",
+    "simulate",
+    "agent",
+    "dashboard",
+    "alerter",
+    "demo",
+    "bench",
+}
 SECRET_KEYS = ("TOKEN", "PASSWORD", "SECRET")
 
 
@@ -31,7 +41,7 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_part_of_the_system_is_a_service(services: dict[str, dict[str, Any]]) -> None:
-    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard"} <= set(services)
+    assert {"mosquitto", "influxdb", "ingest", "simulator", "dashboard", "alerter"} <= set(services)
 
 
 def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
@@ -74,6 +84,7 @@ def test_python_services_wait_for_what_they_use(services: dict[str, dict[str, An
     assert {"mosquitto", "influxdb"} <= set(_healthy_dependencies(services["ingest"]))
     assert "mosquitto" in _healthy_dependencies(services["simulator"])
     assert "influxdb" in _healthy_dependencies(services["dashboard"])
+    assert "influxdb" in _healthy_dependencies(services["alerter"])
 
 
 def test_commands_name_real_edgewatch_subcommands(services: dict[str, dict[str, Any]]) -> None:
@@ -82,6 +93,7 @@ def test_commands_name_real_edgewatch_subcommands(services: dict[str, dict[str, 
         "rollup": "rollup",
         "simulator": "simulate",
         "dashboard": "dashboard",
+        "alerter": "alerter",
     }
     for name, subcommand in expected.items():
         assert services[name]["command"][0] == subcommand
@@ -147,7 +159,7 @@ def test_only_the_secrets_init_service_and_influxdb_read_the_admin_env_file(
 def test_each_service_mounts_only_its_own_secrets_read_only(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    for name in ("ingest", "simulator", "dashboard", "mosquitto"):
+    for name in ("ingest", "simulator", "dashboard", "alerter", "mosquitto"):
         assert _secret_subpaths(services[name]) == [f"compose/{name}"], name
         mount = next(m for m in services[name]["volumes"] if isinstance(m, dict))
         assert mount["read_only"] is True, name

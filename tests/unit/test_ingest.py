@@ -6,6 +6,7 @@ import gzip
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from edgewatch.models import InboundMessage
 from edgewatch.settings import load_settings
@@ -55,7 +56,8 @@ def test_storage_dead_letter_carries_influxdb_reason() -> None:
 
 def test_pipeline_cuts_batches_by_lines_and_by_age() -> None:
     stats = IngestStats()
-    pipeline = Pipeline(root=ROOT, stats=stats, batch_max_lines=3, flush_interval_seconds=1.0)
+    # A reading is three lines (telemetry, device_seen; last-seen in state), a dead letter one.
+    pipeline = Pipeline(root=ROOT, stats=stats, batch_max_lines=7, flush_interval_seconds=1.0)
     pipeline.add_message(_msg(_good(1), 1), now=10.0)
     assert not pipeline.is_due(10.5)
     assert pipeline.is_due(11.0)
@@ -176,7 +178,7 @@ def _state_entry(name: str, token: int) -> Entry:
 def test_sink_writes_state_lines_to_the_state_bucket_and_retries_it_too() -> None:
     raw, state = FakeInflux(), FakeInflux(down_for=2)
     sink = InfluxSink(
-        post=raw, post_state=state, backoff_initial_seconds=0.001, backoff_max_seconds=0.002
+        post=raw, state_post=state, backoff_initial_seconds=0.001, backoff_max_seconds=0.002
     )
     entries = [_state_entry(f"ok{i}", i) for i in range(4)]
     result = sink.store(entries, give_up=threading.Event())
@@ -187,7 +189,7 @@ def test_sink_writes_state_lines_to_the_state_bucket_and_retries_it_too() -> Non
 
 def test_sink_counts_an_entry_stored_only_when_its_state_lines_are() -> None:
     raw, state = FakeInflux(), FakeInflux()
-    sink = InfluxSink(post=raw, post_state=state)
+    sink = InfluxSink(post=raw, state_post=state)
     entries = [_state_entry("BAD" if i == 2 else f"ok{i}", i) for i in range(4)]
     # Raw takes the line (BAD only in the state copy): the state bucket refuses entry 2.
     entries[2] = Entry(
@@ -294,9 +296,12 @@ class FakeSink:
         return self.sink.store(entries, give_up=give_up)
 
 
-def test_service_acks_after_store_dead_letters_and_reports_when_idle() -> None:
+def test_service_acks_after_store_dead_letters_and_reports_when_idle(tmp_path: Path) -> None:
     settings = load_settings(
-        mqtt_topic_root=ROOT, ingest_flush_interval_seconds=0.05, ingest_stats_interval_seconds=0.1
+        mqtt_topic_root=ROOT,
+        ingest_flush_interval_seconds=0.05,
+        ingest_stats_interval_seconds=0.1,
+        ingest_journal_dir=tmp_path,
     )
     sources: list[FakeSource] = []
     sink = FakeSink()

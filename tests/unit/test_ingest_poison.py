@@ -15,7 +15,7 @@ ROOT = "edgewatch"
 def test_a_line_protocol_failure_dead_letters_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(message: object) -> list[str]:
+    def broken(message: object, **_options: object) -> list[str]:
         raise OverflowError("int too large to convert to float")
 
     monkeypatch.setattr("ingest.pipeline.message_lines", broken)

@@ -51,6 +51,7 @@ CREDS = StackCredentials(
     ingest_token="ingest-token",
     dashboard_token="dash-token",
     rollup_token="rollup-token",
+    alerter_token="alerter-token",
 )
 
 
@@ -118,6 +119,8 @@ def test_ingest_token_may_only_write_raw_and_state_and_dashboard_writes_only_ops
     reads = {p["resource"]["id"] for p in dashboard if p["action"] == "read"}
     assert writes == ["o"]
     assert reads == {"r", "m", "h", "o", "s"}
+    alerter = wanted_permissions("alerter", ids, BUCKETS, "org")
+    assert sorted(p["resource"]["id"] for p in alerter if p["action"] == "write") == ["o", "s"]
 
 
 def test_the_state_bucket_is_kept_forever_and_named_apart() -> None:
@@ -164,6 +167,7 @@ def test_dotenv_lines_cover_every_setting_the_services_read() -> None:
         "EDGEWATCH_INGEST_TOKEN",
         "EDGEWATCH_DASHBOARD_TOKEN",
         "EDGEWATCH_ROLLUP_TOKEN",
+        "EDGEWATCH_ALERTER_TOKEN",
         "EDGEWATCH_BUCKET_1M",
         "EDGEWATCH_BUCKET_1H",
         "EDGEWATCH_BUCKET_OPS",
@@ -193,6 +197,9 @@ def test_service_env_carries_only_that_services_secrets() -> None:
     dashboard = env("dashboard")
     assert dashboard["INFLUXDB_V2_TOKEN"] == CREDS.dashboard_token
     assert "MQTT_PASSWORD" not in dashboard
+    alerter = env("alerter")
+    assert alerter["INFLUXDB_V2_TOKEN"] == "alerter-token"
+    assert "MQTT_PASSWORD" not in alerter and "EDGEWATCH_DASHBOARD_TOKEN" not in alerter
     with pytest.raises(ValueError, match="unknown service"):
         env("root")
 

@@ -1,0 +1,10 @@
+// The newest ingest_stats report of any ingest instance, with its reporting interval.
+// params (sent as Flux options by influxdb-client, names prefixed "_"): bucket (string), start (time)
+from(bucket: _bucket)
+    |> range(start: _start)
+    |> filter(fn: (r) => r._measurement == "ingest_stats" and r._field == "interval_s")
+    |> last()
+    |> keep(columns: ["_time", "instance", "_value"])
+    |> group()
+    |> sort(columns: ["_time"], desc: true)
+    |> limit(n: 1)
