@@ -69,6 +69,7 @@ class DeviceView:
     interval_s: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     in_maintenance: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def site(self) -> str:
@@ -193,7 +194,7 @@ def _step(
 def _device_offline_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check]:
     rule = config.builtins.device_offline
     for d in fleet.devices:
-        if not rule.match.matches(d.site, d.device, d.model):
+        if not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         state = d.health.state
         if fleet.ingest_silent or state == HealthState.UNKNOWN:
@@ -244,7 +245,7 @@ def _model_drift_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Che
     rule = config.builtins.model_drift
     for d in fleet.devices:
         result = fleet.drift.get((d.site, d.device))
-        if result is None or not rule.match.matches(d.site, d.device, d.model):
+        if result is None or not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         # No verdict (too few readings in a window) keeps the previous state.
         holds = None if result.psi is None else result.drifting
@@ -268,7 +269,7 @@ def _model_integrity_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[
     rule = config.builtins.model_integrity
     for d in fleet.devices:
         key = (d.site, d.device)
-        if key not in fleet.hashed or not rule.match.matches(d.site, d.device, d.model):
+        if key not in fleet.hashed or not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         flag = fleet.integrity.get(key)
         yield _Check(
@@ -284,7 +285,7 @@ def _model_integrity_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[
 
 def _metric_checks(rule: MetricRule, fleet: FleetInput) -> Iterable[_Check]:
     for d in fleet.devices:
-        if not rule.match.matches(d.site, d.device, d.model):
+        if not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         if rule.kind == "rate":
             value = fleet.rates.get((d.site, d.device, rule.metric, rule.window_s))

@@ -239,6 +239,7 @@ def fleet_input(
             interval_s=intervals.get((h.site, h.device)),
             metrics=metrics.get((h.site, h.device), {}),
             in_maintenance=in_maintenance(silences, h.site, h.device, now_ns),
+            labels=dict(info[(h.site, h.device)].labels) if (h.site, h.device) in info else {},
         )
         for h in health
     )

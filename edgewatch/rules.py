@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgewatch.models import SEVERITIES
 
@@ -74,12 +82,30 @@ class DeviceMatch(_Strict):
     site: tuple[str, ...] = ()
     device: tuple[str, ...] = ()
     model: tuple[str, ...] = ()
+    # Device groups (contract v1.1 status labels): every key with exactly this value. Written
+    # as a mapping (`labels: {ring: canary}`), kept as sorted pairs so the config stays hashable.
+    labels: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, site: str, device: str, model: str | None) -> bool:
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_from_mapping(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        return value
+
+    def matches(
+        self,
+        site: str,
+        device: str,
+        model: str | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> bool:
+        have = labels or {}
         return (
             _any_glob(self.site, site)
             and _any_glob(self.device, device)
             and _any_glob(self.model, model or "")
+            and all(have.get(key) == value for key, value in self.labels)
         )
 
 

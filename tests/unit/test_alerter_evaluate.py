@@ -166,3 +166,21 @@ def test_model_integrity_raises_for_a_flagged_device_only() -> None:
     _, events = run("builtins: {model_integrity: {severity: major}}", [(1 * S, fleet)])
     (event,) = [e for e in events if e.type == "model_integrity"]
     assert (event.device, event.state, event.severity) == ("cam2", "raised", "major")
+
+
+def test_a_label_matcher_scopes_a_rule_to_a_device_group() -> None:
+    config = (
+        "rules:\n  - {name: warm, metric: cpu_temp_c, threshold: 40,"
+        " match: {labels: {ring: canary}}}\n"
+    )
+    fleet = FleetInput(
+        devices=(
+            dev("cam1", HealthState.ONLINE, metrics={"cpu_temp_c": 50.0},
+                labels={"ring": "canary"}),
+            dev("cam2", HealthState.ONLINE, metrics={"cpu_temp_c": 50.0},
+                labels={"ring": "stable"}),
+        ),
+        ingest_silent=False,
+    )  # fmt: skip
+    _, events = run(config, [(1 * S, fleet)])
+    assert [(e.type, e.device) for e in events] == [("warm", "cam1")]
