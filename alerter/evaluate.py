@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from edgewatch.health import DeviceHealth, HealthState
+from edgewatch.model_fleet import PSI_THRESHOLD, DriftResult, IntegrityFlag
 from edgewatch.rules import (
     SITE_SCOPE_DEVICE,
     SYSTEM_SITE,
     TYPE_DEVICE_OFFLINE,
     TYPE_INGEST_DOWN,
+    TYPE_MODEL_DRIFT,
+    TYPE_MODEL_INTEGRITY,
     TYPE_SITE_DOWN,
     MetricRule,
     RulesConfig,
@@ -66,6 +69,7 @@ class DeviceView:
     interval_s: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     in_maintenance: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def site(self) -> str:
@@ -83,6 +87,12 @@ class FleetInput:
     ingest_reason: str = ""
     # Change per second of a metric over a window: (site, device, metric, window_s) -> rate.
     rates: Mapping[tuple[str, str, str, float], float] = field(default_factory=dict)
+    # The model fleet, judged by edgewatch.model_fleet as the Models page judges it: drift per
+    # device that has confidence readings, and the integrity flags among the devices that
+    # report a model hash (`hashed`: the devices that can be judged at all).
+    drift: Mapping[tuple[str, str], DriftResult] = field(default_factory=dict)
+    integrity: Mapping[tuple[str, str], IntegrityFlag] = field(default_factory=dict)
+    hashed: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +194,7 @@ def _step(
 def _device_offline_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check]:
     rule = config.builtins.device_offline
     for d in fleet.devices:
-        if not rule.match.matches(d.site, d.device, d.model):
+        if not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         state = d.health.state
         if fleet.ingest_silent or state == HealthState.UNKNOWN:
@@ -231,9 +241,51 @@ def _site_down_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check
         )
 
 
+def _model_drift_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check]:
+    rule = config.builtins.model_drift
+    for d in fleet.devices:
+        result = fleet.drift.get((d.site, d.device))
+        if result is None or not rule.match.matches(d.site, d.device, d.model, d.labels):
+            continue
+        # No verdict (too few readings in a window) keeps the previous state.
+        holds = None if result.psi is None else result.drifting
+        yield _Check(
+            key=InstanceKey(TYPE_MODEL_DRIFT, d.site, d.device),
+            holds=holds,
+            holds_while_firing=holds,
+            for_s=rule.for_s,
+            keep_firing_for_s=0.0,
+            severity=rule.severity,
+            message=(
+                f"{d.site}/{d.device} model confidence drifted from its baseline: PSI "
+                f"{result.psi or 0.0:.2f} >= {PSI_THRESHOLD} (median bin "
+                f"{result.baseline_median} -> {result.recent_median})"
+            ),
+            value=result.psi,
+        )
+
+
+def _model_integrity_checks(config: RulesConfig, fleet: FleetInput) -> Iterable[_Check]:
+    rule = config.builtins.model_integrity
+    for d in fleet.devices:
+        key = (d.site, d.device)
+        if key not in fleet.hashed or not rule.match.matches(d.site, d.device, d.model, d.labels):
+            continue
+        flag = fleet.integrity.get(key)
+        yield _Check(
+            key=InstanceKey(TYPE_MODEL_INTEGRITY, d.site, d.device),
+            holds=flag is not None,
+            holds_while_firing=flag is not None,
+            for_s=rule.for_s,
+            keep_firing_for_s=0.0,
+            severity=rule.severity,
+            message=flag.message if flag else f"{d.site}/{d.device} model hash matches",
+        )
+
+
 def _metric_checks(rule: MetricRule, fleet: FleetInput) -> Iterable[_Check]:
     for d in fleet.devices:
-        if not rule.match.matches(d.site, d.device, d.model):
+        if not rule.match.matches(d.site, d.device, d.model, d.labels):
             continue
         if rule.kind == "rate":
             value = fleet.rates.get((d.site, d.device, rule.metric, rule.window_s))
@@ -283,6 +335,10 @@ def evaluate(
         checks.extend(_site_down_checks(config, fleet))
     if config.builtins.ingest_down.enabled:
         checks.append(_ingest_check(config, fleet))
+    if config.builtins.model_drift.enabled:
+        checks.extend(_model_drift_checks(config, fleet))
+    if config.builtins.model_integrity.enabled:
+        checks.extend(_model_integrity_checks(config, fleet))
     for rule in config.rules:
         checks.extend(_metric_checks(rule, fleet))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,13 @@ from edgewatch.health import (
     last_heard_ns,
     retired_devices,
 )
+from edgewatch.model_fleet import (
+    drift_results,
+    integrity_flags,
+    inventory,
+    parse_history,
+    parse_ops,
+)
 from edgewatch.rows import (
     DeviceInfo,
     Heartbeat,
@@ -69,6 +76,8 @@ FUTURE_SKEW = timedelta(minutes=5)
 # Readings older than this are "no data" for threshold rules, not a current value.
 METRIC_LOOKBACK = timedelta(minutes=15)
 NS_PER_SECOND = 1_000_000_000
+# Below this much time since the fleet's first model status, drift is not judged yet.
+MIN_DRIFT_SPAN = timedelta(minutes=1)
 Row = dict[str, Any]
 # Alert events: a full read of the lookback every this many cycles, increments in between.
 FULL_REFRESH_CYCLES = 30
@@ -220,6 +229,7 @@ def fleet_input(
             interval_s=intervals.get((h.site, h.device)),
             metrics=metrics.get((h.site, h.device), {}),
             in_maintenance=in_maintenance(silences, h.site, h.device, now_ns),
+            labels=dict(info[(h.site, h.device)].labels) if (h.site, h.device) in info else {},
         )
         for h in health
     )
@@ -295,7 +305,7 @@ class AlerterStore:
     def fleet(self, config: RulesConfig, silences: Sequence[Silence], now_ns: int) -> FleetInput:
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
         snapshots, info, heartbeat, actions = self.fleet_state(now)
-        return fleet_input(
+        fleet = fleet_input(
             snapshots,
             info,
             heartbeat=heartbeat,
@@ -305,6 +315,44 @@ class AlerterStore:
             rates=self._rates(config, now),
             now_ns=now_ns,
         )
+        builtins = config.builtins
+        if not (builtins.model_drift.enabled or builtins.model_integrity.enabled):
+            return fleet
+        return replace(fleet, **self._model_fleet(config, now))
+
+    def _model_fleet(self, config: RulesConfig, now: datetime) -> dict[str, Any]:
+        """Drift and integrity as the Models page judges them (the same queries and core
+        functions): the window's last third against its first, started no earlier than the
+        fleet's first model status; releases and labels from the operators' actions."""
+        whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
+        history = parse_history(
+            self._query("model_status_history", {**whole, "bucket": self._config.bucket_state})
+        )
+        ops = parse_ops(
+            self._query("model_ops_actions", {**whole, "bucket": self._config.bucket_ops})
+        )
+        devices = inventory(history, ops)
+        hashed = frozenset((d.site, d.device) for d in devices if d.sha256 is not None)
+        flags = {(f.site, f.device): f for f in integrity_flags(devices, ops.releases)}
+        drift = {}
+        if config.builtins.model_drift.enabled and history:
+            first = datetime.fromtimestamp(history[0].ts_ns / NS_PER_SECOND, tz=UTC)
+            start = max(now - timedelta(seconds=config.builtins.model_drift.window_s), first)
+            if now - start >= MIN_DRIFT_SPAN:
+                third = (now - start) / 3
+                rows = self._query(
+                    "model_confidence_histogram",
+                    {
+                        "bucket": self._config.bucket,
+                        "start": start,
+                        "split1": start + third,
+                        "split2": now - third,
+                        "stop": now,
+                    },
+                )
+                keys = {(d.site, d.device) for d in devices}
+                drift = {(r.site, r.device): r for r in drift_results(rows, keys)}
+        return {"drift": drift, "integrity": flags, "hashed": hashed}
 
     def fleet_state(
         self, now: datetime

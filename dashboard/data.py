@@ -497,7 +497,9 @@ class FleetStore:
     def _query(
         self, name: str, params: Mapping[str, Any], *, devices: str | None = None
     ) -> list[dict[str, Any]]:
-        text = render_query(name, devices)
+        return self._run(name, render_query(name, devices), params)
+
+    def _run(self, name: str, text: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         try:
             tables = self._client.query_api().query(
                 text,
@@ -511,6 +513,16 @@ class FleetStore:
             logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
             raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
         return [dict(record.values) for table in tables for record in table.records]
+
+    def query(
+        self, name: str, params: Mapping[str, Any], *, devices: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Run `queries/<name>.flux` with `params` (for the other stores of this room)."""
+        return self._query(name, params, devices=devices)
+
+    def write_ops(self, record: str, what: str) -> None:
+        """Store one operator action line in the ops bucket."""
+        self._write_ops(record, what)
 
     # -- fleet
 

@@ -17,6 +17,7 @@ pages = [
     st.Page(ui.PAGE_ALERTS, title="Alerts", icon=":material/notifications_active:"),
     st.Page(ui.PAGE_TRENDS, title="Trends", icon=":material/show_chart:"),
     st.Page(ui.PAGE_DEVICE, title="Device", icon=":material/memory:"),
+    st.Page(ui.PAGE_MODELS, title="Models", icon=":material/neurology:"),
     st.Page(ui.PAGE_INGEST, title="Ingest health", icon=":material/input:"),
     st.Page(ui.PAGE_RULES, title="Rules", icon=":material/rule:"),
 ]

@@ -29,6 +29,7 @@ PAGE_ALERTS = "app_pages/alerts.py"
 PAGE_TRENDS = "app_pages/trends.py"
 PAGE_DEVICE = "app_pages/device.py"
 PAGE_INGEST = "app_pages/ingest.py"
+PAGE_MODELS = "app_pages/models.py"
 PAGE_RULES = "app_pages/rules.py"
 
 

@@ -465,6 +465,16 @@ class EdgeAgent:
                     delay,
                 )
 
+    def update_info(self, info: DeviceInfo) -> None:
+        """What the device says about itself changed (a new model version): say it again.
+
+        The birth is retained, so the broker keeps the new one; while disconnected it goes
+        out with the next connect, as every birth does.
+        """
+        self.info = info
+        if self.connected and self._transport is not None:
+            self._publish_birth()
+
     def _publish_birth(self) -> None:
         assert self._transport is not None
         body = birth_body(self.info, ts_ns=self._clock_ns())

@@ -236,9 +236,17 @@ def _approach(current: float, target: float, rate: float) -> float:
 
 
 def next_sample(
-    spec: DeviceSpec, state: DeviceState, ts_ns: int, rng: random.Random
+    spec: DeviceSpec,
+    state: DeviceState,
+    ts_ns: int,
+    rng: random.Random,
+    *,
+    slowdown: float = 1.0,
 ) -> tuple[DeviceState, Sample]:
-    """The device's reading at `ts_ns` and its state after it. Same inputs, same outputs."""
+    """The device's reading at `ts_ns` and its state after it. Same inputs, same outputs.
+
+    `slowdown` multiplies the inference time: the model version a camera runs (edge.rollout).
+    """
     activity = daily_activity(ts_ns, spec.lon)
     overheat = state.has(FaultKind.OVERHEAT)
     heat = 38.0 if overheat else 0.0
@@ -266,7 +274,7 @@ def next_sample(
         confidence = min(0.99, max(0.0, confidence))
         # A hot GPU throttles: inference slows down and frames drop.
         throttle = 1.0 + max(0.0, gpu - 80.0) / 10.0
-        inference_ms = (18.0 + 14.0 * activity) * throttle + abs(gauss(0, 1.5))
+        inference_ms = (18.0 + 14.0 * activity) * throttle * slowdown + abs(gauss(0, 1.5))
         fps = min(30.0, 1000.0 / inference_ms) if camera_ok else 0.0
         detections = (
             max(0, round(rng.gauss(2.0 + 18.0 * activity, 2.0 + 2.0 * activity)))

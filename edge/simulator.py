@@ -59,6 +59,7 @@ from edge.devices import (
     next_sample,
     with_fault,
 )
+from edge.rollout import RolloutPlan, plan_rollout
 from edge.sites import fleet_sites
 from edge.spool import Spool
 from edge.transport import (
@@ -91,7 +92,8 @@ DEMO_SCRIPT: tuple[tuple[FaultKind, int, int], ...] = (
     (FaultKind.OVERHEAT, 1, 80),
     (FaultKind.CRASH, 3, 40),
     (FaultKind.SILENT, 2, 7),
-    (FaultKind.MODEL_DRIFT, 2, 60),
+    # Late enough that the camera has a baseline of normal confidence to drift away from.
+    (FaultKind.MODEL_DRIFT, 24, 120),
     (FaultKind.OVERHEAT, 4, 60),
     (FaultKind.SILENT, 6, 7),
     (FaultKind.NETWORK_OUTAGE, 5, 6),
@@ -179,6 +181,7 @@ class _Device:
     script: list[Fault]
     agent: EdgeAgent | None = None
     spool: Spool | None = None
+    version: str | None = None
     mode: Mode = "up"
     mode_until: int = 0
     next_due: float = 0.0
@@ -298,6 +301,10 @@ class FleetSimulator:
         self._side: Transport | None = None
         self.specs = build_fleet(fleet_sites(config.sites), config.devices_per_site, config.seed)
         self.sites = fleet_sites(config.sites)
+        # The demo's model story (edge.rollout); its plan is the ground truth for tests.
+        self.rollout: RolloutPlan = plan_rollout(
+            self.specs, config.seed, enabled=config.demo_script
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -324,18 +331,26 @@ class FleetSimulator:
             spool=dev.spool,
             transport_factory=self._agent_factory(),
             topic_root=self._root,
-            info=DeviceInfo(
-                interval_s=self.config.interval_s,
-                model=spec.model,
-                model_version=spec.model_version,
-                firmware=spec.firmware,
-                lat=spec.lat,
-                lon=spec.lon,
-            ),
+            info=self._info(dev),
             alert_rules=alert_rules(spec.kind),
             clock_ns=self._clock_ns,
             monotonic=self._monotonic,
             logger=self._log.getChild(f"{spec.site}.{spec.device}"),
+        )
+
+    def _info(self, dev: _Device) -> DeviceInfo:
+        spec = dev.spec
+        running = self.rollout.running(spec, dev.state.step)
+        dev.version = running.version if running else None
+        return DeviceInfo(
+            interval_s=self.config.interval_s,
+            model=spec.model,
+            model_version=running.version if running else spec.model_version,
+            firmware=spec.firmware,
+            lat=spec.lat,
+            lon=spec.lon,
+            model_sha256=running.sha256 if running else None,
+            labels=self.rollout.labels(spec),
         )
 
     def _devices(self) -> list[_Device]:
@@ -420,8 +435,19 @@ class FleetSimulator:
             self._begin(dev, fault)
         if dev.mode != "up" and step >= dev.mode_until:
             self._recover(dev)
+        running = self.rollout.running(dev.spec, step)
+        if running is not None and running.version != dev.version and dev.agent is not None:
+            dev.agent.update_info(self._info(dev))
+            self._log.info(
+                "rollout %s/%s: %s %s",
+                dev.spec.site,
+                dev.spec.device,
+                running.model,
+                running.version,
+            )
         now_ns = self._clock_ns()
-        dev.state, sample = next_sample(dev.spec, dev.state, now_ns, rng)
+        slowdown = running.slowdown if running else 1.0
+        dev.state, sample = next_sample(dev.spec, dev.state, now_ns, rng, slowdown=slowdown)
         if dev.mode in ("up", "outage") and dev.agent is not None:
             dev.agent.record(sample.metrics, ts_ns=now_ns + sample.clock_offset_ns)
             self.stats.readings += 1

@@ -56,6 +56,11 @@ PAYLOAD_EXCERPT_BYTES = 1024
 DEFAULT_INTERVAL_SECONDS = 60.0
 MAX_INTERVAL_SECONDS = 86400.0
 
+# Contract v1.1 (status): a model file's sha256 and a bounded set of labels.
+SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+LABEL_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_LABELS = 16
+MAX_LABEL_VALUE_CHARS = 64
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 METRIC_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # [0-9], not \d: \d also matches other scripts' digits, which int() would then accept.
@@ -455,6 +460,41 @@ def _optional_number(body: Mapping[str, Any], key: str, low: float, high: float)
     return number
 
 
+def _optional_sha256(body: Mapping[str, Any]) -> str | None:
+    value = _optional_text(body, "model_sha256")
+    if value is not None and not SHA256_PATTERN.fullmatch(value):
+        raise _schema("model_sha256", f"{_quote(value)} must be 64 lowercase hex digits")
+    return value
+
+
+def parse_labels(value: object) -> tuple[tuple[str, str], ...]:
+    """A status's `labels` object: at most 16 entries, short keys, string values."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise _schema("labels", f"must be an object, not {_json_type(value)}")
+    if len(value) > MAX_LABELS:
+        raise _schema("labels", f"has {len(value)} entries; the limit is {MAX_LABELS}")
+    labels: list[tuple[str, str]] = []
+    for key, text in value.items():
+        if not LABEL_KEY_PATTERN.fullmatch(key):
+            raise _schema(f"labels.{_quote(key)}", "key must match ^[a-z][a-z0-9_]{0,31}$")
+        labels.append((key, _label_value(key, text)))
+    return tuple(sorted(labels))
+
+
+def _label_value(key: str, text: object) -> str:
+    if not isinstance(text, str):
+        raise _schema(f"labels.{key}", f"must be a string, not {_json_type(text)}")
+    if len(text) > MAX_LABEL_VALUE_CHARS:
+        raise _schema(
+            f"labels.{key}", f"is {len(text)} characters; the limit is {MAX_LABEL_VALUE_CHARS}"
+        )
+    if not _encodable(text):
+        raise ContractError(REJECT_ENCODING, f"labels.{key}: contains an unpaired UTF-16 surrogate")
+    return text
+
+
 def parse_status(topic: Topic, body: Mapping[str, Any], received_ns: int) -> StatusEvent:
     ts_ns, ts_given = _timestamp(body, "", received_ns)
     state = body.get("state")
@@ -476,6 +516,8 @@ def parse_status(topic: Topic, body: Mapping[str, Any], received_ns: int) -> Sta
         lat=_optional_number(body, "lat", -90.0, 90.0),
         lon=_optional_number(body, "lon", -180.0, 180.0),
         ts_given=ts_given,
+        model_sha256=_optional_sha256(body),
+        labels=parse_labels(body.get("labels")),
     )
 
 

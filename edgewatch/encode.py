@@ -118,6 +118,10 @@ def birth_body(info: DeviceInfo, *, ts_ns: int) -> dict[str, Any]:
         value = getattr(info, key)
         if value is not None:
             body[key] = value
+    if info.model_sha256 is not None:
+        body["model_sha256"] = info.model_sha256
+    if info.labels:
+        body["labels"] = dict(info.labels)
     return body
 
 

@@ -64,6 +64,10 @@ class StatusEvent:
     lat: float | None = None
     lon: float | None = None
     ts_given: bool = True
+    # Contract v1.1: the sha256 of the model file the device runs (64 lowercase hex) and its
+    # labels, sorted by key (a tuple, so the event stays hashable and frozen).
+    model_sha256: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
     kind: Literal["status"] = field(default="status", init=False)
 
 
@@ -85,6 +89,8 @@ class DeviceInfo:
     firmware: str | None = None
     lat: float | None = None
     lon: float | None = None
+    model_sha256: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_status(cls, status: StatusEvent) -> DeviceInfo:
@@ -95,6 +101,8 @@ class DeviceInfo:
             firmware=status.firmware,
             lat=status.lat,
             lon=status.lon,
+            model_sha256=status.model_sha256,
+            labels=status.labels,
         )
 
 

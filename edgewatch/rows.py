@@ -16,6 +16,7 @@ from typing import Any
 
 from edgewatch.alerts import AlertAction, StoredAlertEvent
 from edgewatch.health import DeviceAction, DeviceSnapshot
+from edgewatch.schema import parse_labels_text
 
 Row = Mapping[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,6 +32,8 @@ class DeviceInfo:
     firmware: str | None = None
     lat: float | None = None
     lon: float | None = None
+    # Contract v1.1 labels, sorted by key (a tuple: the info stays hashable).
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,7 @@ def parse_snapshots(
             firmware=as_text(said.get("firmware")),
             lat=as_float(said.get("lat")),
             lon=as_float(said.get("lon")),
+            labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
         )
     return snapshots, info
 

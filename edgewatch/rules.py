@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edgewatch.models import SEVERITIES
 
@@ -21,8 +29,12 @@ TYPE_DEVICE_OFFLINE = "device_offline"
 TYPE_SITE_DOWN = "site_down"
 TYPE_INGEST_DOWN = "ingest_down"
 TYPE_INFLUXDB_DOWN = "influxdb_down"
+TYPE_MODEL_DRIFT = "model_drift"
+TYPE_MODEL_INTEGRITY = "model_integrity"
 BUILTIN_TYPES: tuple[str, ...] = (
     TYPE_DEVICE_OFFLINE,
+    TYPE_MODEL_DRIFT,
+    TYPE_MODEL_INTEGRITY,
     TYPE_SITE_DOWN,
     TYPE_INGEST_DOWN,
     TYPE_INFLUXDB_DOWN,
@@ -70,12 +82,30 @@ class DeviceMatch(_Strict):
     site: tuple[str, ...] = ()
     device: tuple[str, ...] = ()
     model: tuple[str, ...] = ()
+    # Device groups (contract v1.1 status labels): every key with exactly this value. Written
+    # as a mapping (`labels: {ring: canary}`), kept as sorted pairs so the config stays hashable.
+    labels: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, site: str, device: str, model: str | None) -> bool:
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_from_mapping(cls, value: object) -> object:
+        if isinstance(value, Mapping):
+            return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        return value
+
+    def matches(
+        self,
+        site: str,
+        device: str,
+        model: str | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> bool:
+        have = labels or {}
         return (
             _any_glob(self.site, site)
             and _any_glob(self.device, device)
             and _any_glob(self.model, model or "")
+            and all(have.get(key) == value for key, value in self.labels)
         )
 
 
@@ -106,12 +136,38 @@ class IngestDownRule(_Strict):
     for_s: Duration = Field(30.0, alias="for")
 
 
+class ModelDriftRule(_Strict):
+    """A device's model confidence drifting from its own baseline (edgewatch.model_fleet:
+    PSI >= 0.2, the last third of `window` against its first third), as the Models page
+    lists it."""
+
+    enabled: bool = True
+    severity: Severity = "major"
+    for_s: Duration = Field(0.0, alias="for")
+    window_s: Duration = Field(3600.0, alias="window", gt=0.0)
+    match: DeviceMatch = DeviceMatch()
+
+
+class ModelIntegrityRule(_Strict):
+    """A device whose model hash differs from its version's registered release, or from the
+    majority of the fleet on that version (edgewatch.model_fleet.integrity_flags)."""
+
+    enabled: bool = True
+    severity: Severity = "critical"
+    for_s: Duration = Field(0.0, alias="for")
+    match: DeviceMatch = DeviceMatch()
+
+
 class Builtins(_Strict):
     device_offline: DeviceOfflineRule = Field(
         default_factory=lambda: DeviceOfflineRule.model_validate({})
     )
     site_down: SiteDownRule = Field(default_factory=lambda: SiteDownRule.model_validate({}))
     ingest_down: IngestDownRule = Field(default_factory=lambda: IngestDownRule.model_validate({}))
+    model_drift: ModelDriftRule = Field(default_factory=lambda: ModelDriftRule.model_validate({}))
+    model_integrity: ModelIntegrityRule = Field(
+        default_factory=lambda: ModelIntegrityRule.model_validate({})
+    )
 
 
 class MetricRule(_Strict):
@@ -264,6 +320,8 @@ class RulesConfig(_Strict):
                 (TYPE_DEVICE_OFFLINE, self.builtins.device_offline.enabled),
                 (TYPE_SITE_DOWN, self.builtins.site_down.enabled),
                 (TYPE_INGEST_DOWN, self.builtins.ingest_down.enabled),
+                (TYPE_MODEL_DRIFT, self.builtins.model_drift.enabled),
+                (TYPE_MODEL_INTEGRITY, self.builtins.model_integrity.enabled),
             )
             if on
         ]

@@ -7,6 +7,7 @@ never changes field type (InfluxDB refuses a float into an integer field and vic
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 
@@ -22,6 +23,8 @@ MEASUREMENT_INGEST_STATS = "ingest_stats"
 MEASUREMENT_ALERT_ACTION = "alert_action"
 MEASUREMENT_DEVICE_ACTION = "device_action"
 MEASUREMENT_LAST_SEEN = "device_last_seen"
+MEASUREMENT_RELEASE_ACTION = "release_action"
+MEASUREMENT_LABEL_ACTION = "label_action"
 
 # The state bucket's last-seen is one point per device per hour of receipt: each telemetry
 # message overwrites its hour's point, so the newest point holds the exact newest receipt,
@@ -116,6 +119,35 @@ def seen_line(message: Telemetry) -> str:
     )
 
 
+def labels_text(labels: tuple[tuple[str, str], ...]) -> str | None:
+    """Labels as one string field: compact JSON with sorted keys (None when there are none).
+
+    One field, not one tag per label: labels are few per device but unbounded across a
+    fleet, and tags would multiply the series (and the schema) with every new key.
+    """
+    if not labels:
+        return None
+    return json.dumps(dict(labels), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def parse_labels_text(text: object) -> dict[str, str]:
+    """The inverse of `labels_text` for readers; anything unreadable is no labels."""
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def model_fields(message: StatusEvent) -> dict[str, str | None]:
+    """The contract v1.1 fields of a status line (absent ones are left out)."""
+    return {"model_sha256": message.model_sha256, "labels": labels_text(message.labels)}
+
+
 def status_line(message: StatusEvent) -> str:
     return line(
         MEASUREMENT_STATUS,
@@ -129,6 +161,7 @@ def status_line(message: StatusEvent) -> str:
             "firmware": message.firmware,
             "lat": message.lat,
             "lon": message.lon,
+            **model_fields(message),
         },
         message.ts_ns,
     )
@@ -269,6 +302,7 @@ def state_lines(message: DeviceMessage, received_ns: int) -> list[str]:
                 "lat": message.lat,
                 "lon": message.lon,
                 "ts_ns": message.ts_ns,
+                **model_fields(message),
             },
             received_ns,
         )
@@ -283,6 +317,30 @@ def device_action_line(
         MEASUREMENT_DEVICE_ACTION,
         {"site": site, "device": device},
         {"action": action, "user": user, "note": note},
+        ts_ns,
+    )
+
+
+def release_action_line(
+    *, model: str, version: str, sha256: str, user: str, note: str, ts_ns: int
+) -> str:
+    """An operator's registration of a model release (ops bucket): the hash devices must run."""
+    return line(
+        MEASUREMENT_RELEASE_ACTION,
+        {"model": model, "version": version},
+        {"action": "register", "sha256": sha256, "user": user, "note": note},
+        ts_ns,
+    )
+
+
+def label_action_line(
+    *, site: str, device: str, key: str, value: str, action: str, user: str, ts_ns: int
+) -> str:
+    """An operator's label on a device (ops bucket): `set` key=value, or `remove` the key."""
+    return line(
+        MEASUREMENT_LABEL_ACTION,
+        {"site": site, "device": device},
+        {"action": action, "key": key, "value": value, "user": user},
         ts_ns,
     )
 

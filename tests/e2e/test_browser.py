@@ -8,6 +8,7 @@ docs/ for the README).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from dashboard.session_token import COOKIE_NAME
 from stack.processes import free_port
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
+from tests.integration.models_seed import ModelTruth, seed_models
 
 pytestmark = pytest.mark.e2e
 
@@ -67,15 +69,24 @@ def seeded_db(influxdb: InfluxFixture) -> DashboardDB:
 def dashboard_url(
     seeded_db: DashboardDB, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
+    with serve_dashboard(seeded_db, tmp_path_factory, "dashboard.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    db: DashboardDB, tmp_path_factory: pytest.TempPathFactory, log_name: str
+) -> Iterator[str]:
+    """`edgewatch dashboard` on a free port against `db`, stopped (its group) on exit."""
     port = free_port()
     users = tmp_path_factory.mktemp("users") / "users.json"
     UserStore(users).add(OPERATOR[0], OPERATOR[1], "operator")
     env = {
         **os.environ,
-        **seeded_db.env(EDGEWATCH_DASHBOARD_PORT=str(port), EDGEWATCH_USERS_FILE=str(users)),
+        **db.env(EDGEWATCH_DASHBOARD_PORT=str(port), EDGEWATCH_USERS_FILE=str(users)),
     }
     env.pop("EDGEWATCH_AUTH", None)
-    log_path = ARTIFACTS / "dashboard.log"
+    log_path = ARTIFACTS / log_name
     ARTIFACTS.mkdir(exist_ok=True)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -353,3 +364,29 @@ def test_device_and_trends_open_on_what_matters_without_a_click(
     traces = _chart_traces(page)
     assert any(t["name"] == "dt-berlin/cam-1" and t["points"] > 0 for t in traces), traces
     assert_no_errors(page, "trends, opened with no parameters")
+
+
+@pytest.fixture(scope="module")
+def models_url(
+    influxdb: InfluxFixture, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, ModelTruth]]:
+    """A dashboard of its own on the simulator's model fleet (the seeded counts stay apart)."""
+    db = make_dashboard_db(influxdb.url, influxdb.org, influxdb.admin_token)
+    truth = seed_models(db)
+    with serve_dashboard(db, tmp_path_factory, "dashboard-models.log") as url:
+        yield url, truth
+
+
+def test_models_page_screenshot_shows_the_tampered_camera(
+    page: Page, models_url: tuple[str, ModelTruth]
+) -> None:
+    url, truth = models_url
+    open_signed_in(page, url + "/models", "Models")
+    # The flag is drawn after the page's slower queries: wait for it, then read them all.
+    expect(page.locator('[data-testid="stAlertContentError"]').first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Rollouts: which devices moved when")).to_be_visible(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert truth.plan.tampered is not None
+    assert len(errors) == 1 and "/".join(truth.plan.tampered) in errors[0], errors
+    page.screenshot(path=str(ARTIFACTS / "models-1440.png"), full_page=True)

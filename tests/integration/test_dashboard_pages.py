@@ -40,6 +40,7 @@ PAGES = (
     "app_pages/trends.py",
     "app_pages/device.py",
     "app_pages/ingest.py",
+    "app_pages/models.py",
     "app_pages/rules.py",
 )
 TIMEOUT_S = 60

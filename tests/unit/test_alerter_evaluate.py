@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alerter.evaluate import DeviceView, FleetInput, InstanceKey, RuleState, evaluate
 from edgewatch.health import DeviceHealth, HealthState
+from edgewatch.model_fleet import DriftResult, IntegrityFlag
 from edgewatch.rules import parse_rules
 
 S = 1_000_000_000
@@ -133,3 +134,53 @@ rules: [{name: heating, kind: rate, metric: cpu_c, threshold: 0.1, window: 60}]
     )
     _, events = run(text, [(0, fleet)])
     assert [(e.type, e.state, e.value) for e in events] == [("heating", "raised", 0.5)]
+
+
+def _drift(psi: float | None) -> DriftResult:
+    return DriftResult("s1", "cam1", psi, 30, 30, 0.9, 0.4 if psi else 0.9)
+
+
+def test_model_drift_raises_by_rule_clears_and_no_verdict_keeps_the_state() -> None:
+    def fleet(psi: float | None) -> FleetInput:
+        return FleetInput(
+            devices=(dev("cam1", HealthState.ONLINE),),
+            ingest_silent=False,
+            drift={("s1", "cam1"): _drift(psi)},
+        )
+
+    states, events = run("", [(1 * S, fleet(3.0)), (2 * S, fleet(None)), (3 * S, fleet(0.01))])
+    drift = [e for e in events if e.type == "model_drift"]
+    assert [e.state for e in drift] == ["raised", "cleared"]
+    assert "PSI 3.00" in drift[0].message
+    assert states[InstanceKey("model_drift", "s1", "cam1")].state == RuleState.OK
+
+
+def test_model_integrity_raises_for_a_flagged_device_only() -> None:
+    flag = IntegrityFlag("s1", "cam2", "yolo", "1.5.0", "b" * 64, "a" * 64, "majority")
+    fleet = FleetInput(
+        devices=(dev("cam1", HealthState.ONLINE), dev("cam2", HealthState.ONLINE)),
+        ingest_silent=False,
+        integrity={("s1", "cam2"): flag},
+        hashed=frozenset({("s1", "cam1"), ("s1", "cam2")}),
+    )
+    _, events = run("builtins: {model_integrity: {severity: major}}", [(1 * S, fleet)])
+    (event,) = [e for e in events if e.type == "model_integrity"]
+    assert (event.device, event.state, event.severity) == ("cam2", "raised", "major")
+
+
+def test_a_label_matcher_scopes_a_rule_to_a_device_group() -> None:
+    config = (
+        "rules:\n  - {name: warm, metric: cpu_temp_c, threshold: 40,"
+        " match: {labels: {ring: canary}}}\n"
+    )
+    fleet = FleetInput(
+        devices=(
+            dev("cam1", HealthState.ONLINE, metrics={"cpu_temp_c": 50.0},
+                labels={"ring": "canary"}),
+            dev("cam2", HealthState.ONLINE, metrics={"cpu_temp_c": 50.0},
+                labels={"ring": "stable"}),
+        ),
+        ingest_silent=False,
+    )  # fmt: skip
+    _, events = run(config, [(1 * S, fleet)])
+    assert [(e.type, e.device) for e in events] == [("warm", "cam1")]

@@ -13,7 +13,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rules.example.yaml"
 
 def test_no_file_gives_the_builtins_and_the_default_route() -> None:
     config = parse_rules("")
-    assert config.rule_names() == ("device_offline", "site_down", "ingest_down")
+    assert config.rule_names() == (
+        "device_offline", "site_down", "ingest_down", "model_drift", "model_integrity",
+    )  # fmt: skip
     (route,) = config.effective_routes
     assert route.receivers == ("default",)
     assert route.match.severity == ("critical", "major")

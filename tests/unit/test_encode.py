@@ -143,6 +143,10 @@ def test_an_alert_round_trips(
         firmware=st.one_of(st.none(), texts),
         lat=st.one_of(st.none(), st.floats(-90.0, 90.0)),
         lon=st.one_of(st.none(), st.floats(-180.0, 180.0)),
+        model_sha256=st.one_of(st.none(), st.from_regex(r"\A[0-9a-f]{64}\Z")),
+        labels=st.dictionaries(
+            st.from_regex(r"\A[a-z][a-z0-9_]{0,31}\Z"), st.text(max_size=64), max_size=16
+        ).map(lambda labels: tuple(sorted(labels.items()))),
     ),
     ts_ns=ts_values,
 )
