@@ -37,7 +37,7 @@ from bench.reconcile import (
 from dashboard import data
 from dashboard.ranges import TimeRange
 from edge.agent import EdgeAgent
-from edge.devices import Fault, FaultKind
+from edge.devices import DeviceKind, Fault, FaultKind
 from edge.simulator import FleetSimulator, SimConfig
 from edge.spool import Spool, SpoolItem
 from edge.transport import paho_factory
@@ -52,6 +52,7 @@ from tests.integration.test_rollup import ThreadedRollup
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NS = 1_000_000_000
+HOUR_NS = 3600 * NS
 SettingsFactory = Callable[..., Settings]
 
 SPEED = 8.0  # device seconds per real second
@@ -60,9 +61,7 @@ REAL_SECONDS = 150.0
 SITES, DEVICES_PER_SITE = 3, 4
 # One site loses its link from step 60 to step 200: 700 s of its own time (> 10 min).
 CUT_FIRST_STEP, CUT_END_STEP = 60, 200
-# The device clock ends this far behind the real one, so a clock skewed 10 min ahead is
-# still in the past (stored) and every reading reaches the rollups as late data.
-CLOCK_BEHIND_S = 15 * 60
+CAMERA_LOSS_STEPS = (100, 130)
 # The malformed payloads of edge/devices.py and the code each must be dead-lettered with.
 EXPECTED_CODE: dict[bytes, str] = {
     b"temp=61.5": "json",
@@ -222,6 +221,30 @@ def device_open_alerts(sim: FleetSimulator, spool_dir: Path) -> frozenset[tuple[
     return frozenset(found)
 
 
+def offline_checks(
+    truth: list[SentReading], stored: Stored | None, site: str, clock_start_ns: int
+) -> list[Check]:
+    """The readings the cut site took while cut off (well inside the cut, by its own clock):
+    more than 10 minutes' worth per device, and each stored exactly once after the replay."""
+    first = clock_start_ns + int((CUT_FIRST_STEP + 2) * INTERVAL_S * NS)
+    last = clock_start_ns + int((CUT_END_STEP - 2) * INTERVAL_S * NS)
+    offline = [r for r in truth if r.site == site and first <= r.ts_ns <= last]
+    per_device = 10 * 60 / INTERVAL_S
+    devices = {r.device for r in offline}
+    at: dict[tuple[str, str, int], list[int]] = {}
+    for p in stored.seqs if stored is not None else ():
+        at.setdefault((p.site, p.device, p.seq), []).append(p.ts_ns)
+    once = sum(1 for r in offline if at.get((r.site, r.device, r.seq)) == [r.ts_ns])
+    return [
+        Check(
+            "cut-site devices with > 10 min offline",
+            DEVICES_PER_SITE,
+            sum(1 for d in devices if sum(r.device == d for r in offline) > per_device),
+        ),
+        Check("cut-site offline readings, stored once", len(offline), once),
+    ]
+
+
 @pytest.fixture
 def spool_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "spools"
@@ -247,7 +270,11 @@ def test_chaos_every_count_equal(
         rollup_first_catch_up_seconds=3 * 3600.0,
     )
     device_span_ns = int(REAL_SECONDS * SPEED * NS)
-    clock = DeviceClock(SPEED, time.time_ns() - device_span_ns - CLOCK_BEHIND_S * NS)
+    # The device clock runs across the top of an hour (so closed hours are checked) that is
+    # 1 to 2 h ago: every reading comes late, and a clock skewed 10 min ahead is still past.
+    an_hour_ago = time.time_ns() // HOUR_NS * HOUR_NS - HOUR_NS
+    clock_start_ns = an_hour_ago - device_span_ns // 2
+    clock = DeviceClock(SPEED, clock_start_ns)
     truth: list[SentReading] = []
     truth_lock = threading.Lock()
     config = SimConfig(
@@ -263,12 +290,15 @@ def test_chaos_every_count_equal(
     probe = FleetSimulator(
         config=config, transport_factory=paho_factory(settings), spool_dir=spool_dir
     )
-    cut_site = probe.sites[1]
-    cut = {
+    cut_site = list(dict.fromkeys(s.site for s in probe.specs))[1]
+    scripted: dict[tuple[str, str], list[Fault]] = {
         (s.site, s.device): [Fault(FaultKind.NETWORK_OUTAGE, CUT_FIRST_STEP, CUT_END_STEP)]
         for s in probe.specs
         if s.site == cut_site
     }
+    # Every fault, whatever the seed draws: a camera lost on a box outside the cut site.
+    box = next(s for s in probe.specs if s.site != cut_site and s.kind == DeviceKind.INFERENCE_BOX)
+    scripted[(box.site, box.device)] = [Fault(FaultKind.CAMERA_LOSS, *CAMERA_LOSS_STEPS)]
     sim = FleetSimulator(
         config=config,
         transport_factory=paho_factory(settings, max_in_flight=100),
@@ -276,7 +306,7 @@ def test_chaos_every_count_equal(
         topic_root=settings.mqtt_topic_root,
         clock_ns=clock.clock_ns,
         monotonic=clock.monotonic,
-        faults=cut,
+        faults=scripted,
         spool_factory=lambda path: RecordingSpool(path, truth, truth_lock),
     )
     runner = threading.Thread(target=sim.run, name="simulator", daemon=True)
@@ -315,9 +345,11 @@ def test_chaos_every_count_equal(
             dead_letters=code_counts(EXPECTED_CODE[p] for p in sim.stats.malformed_payloads),
         )
         checks: list[Check] = []
+        last_stored: list[Stored] = []
 
         def settled() -> bool:
-            checks[:] = reconcile(ground, stored_state(fx, settings))
+            last_stored[:] = [stored_state(fx, settings)]
+            checks[:] = reconcile(ground, last_stored[0])
             return all(c.equal for c in checks)
 
         # Late data reaches the rollups within 3 minutes of being stored (the promise); the
@@ -325,6 +357,19 @@ def test_chaos_every_count_equal(
         with contextlib.suppress(AssertionError):
             wait_until(settled, 300, "every count of the chaos table to be equal", poll=5)
         assert ingest.is_running, "the ingest died"
+        chaos_happened = [
+            Check("fault kinds the simulator ran", len(FaultKind), len(sim.stats.faults)),
+            # Each start subscribes (and again after the broker restart).
+            Check(
+                "ingest subscribed after start and 2 kill -9",
+                3,
+                min(3, ingest.log_text().count("mqtt subscribed to")),
+            ),
+            *offline_checks(
+                truth, last_stored[0] if last_stored else None, cut_site, clock_start_ns
+            ),
+        ]
+        checks += chaos_happened
     print(f"\nchaos: {sim.stats}")
     print(f"chaos: {len(truth)} readings, wall time {time.monotonic() - started:.0f} s")
     print(format_table(checks))
