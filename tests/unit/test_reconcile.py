@@ -1,7 +1,9 @@
-"""The chaos reconciler (bench/reconcile.py): each check counts what it promises."""
+"""The chaos reconciler (bench/reconcile.py): each check counts what it promises; the
+chaos scenario (bench/chaos.py) cuts a site off for long enough."""
 
 from __future__ import annotations
 
+from bench.chaos import Scenario
 from bench.reconcile import (
     HOUR_NS,
     MINUTE_NS,
@@ -113,3 +115,13 @@ def test_alerts_and_dead_letters_compare_both_ways() -> None:
     assert rows["dead letters, code internal"] == (0, 1)
     table = format_table(reconcile(truth, stored))
     assert "NO" in table and "expected" in table
+
+
+def test_the_chaos_scenarios_cut_a_site_off_for_more_than_ten_device_minutes() -> None:
+    for scenario in (
+        Scenario(real_seconds=150.0),
+        Scenario(sites=5, devices_per_site=6, real_seconds=300.0),
+    ):
+        first, end = scenario.cut_steps
+        assert (end - first - 4) * scenario.interval_s > 10 * 60
+        assert 0 < first < end < scenario.steps
