@@ -38,7 +38,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TextIO
@@ -170,6 +170,8 @@ class SimStats:
     silences: int = 0
     restarts: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    # What went out on the side connection, in order: the dead letters a run must produce.
+    malformed_payloads: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -286,8 +288,15 @@ class FleetSimulator:
         monotonic: Callable[[], float] = time.monotonic,
         progress: TextIO | None = None,
         logger: logging.Logger | None = None,
+        faults: Mapping[tuple[str, str], Sequence[Fault]] | None = None,
+        spool_factory: Callable[[Path], Spool] = Spool,
     ) -> None:
+        """`faults` are scripted on top of the demo script, per (site, device): a whole site
+        cut off, say. `spool_factory` opens a device's spool (a chaos run records what each
+        device spooled, its ground truth)."""
         self.config = config
+        self._extra_faults = dict(faults or {})
+        self._spool_factory = spool_factory
         self.stats = SimStats()
         self._factory = transport_factory
         self._spool_dir = spool_dir
@@ -324,7 +333,7 @@ class FleetSimulator:
 
     def _new_agent(self, dev: _Device) -> EdgeAgent:
         spec = dev.spec
-        dev.spool = Spool(dev.spool_path)
+        dev.spool = self._spool_factory(dev.spool_path)
         return EdgeAgent(
             site=spec.site,
             device=spec.device,
@@ -364,7 +373,10 @@ class FleetSimulator:
                     spool_path=self._spool_dir / f"{spec.site}.{spec.device}.sqlite",
                     rng=rng,
                     state=initial_state(spec, rng),
-                    script=script.get((spec.site, spec.device), []),
+                    script=[
+                        *script.get((spec.site, spec.device), []),
+                        *self._extra_faults.get((spec.site, spec.device), []),
+                    ],
                 )
             )
         return devices
@@ -459,9 +471,11 @@ class FleetSimulator:
         if kind == FaultKind.MALFORMED:
             payload = malformed_payload(dev.rng)
             topic = topic_for(self._root, dev.spec.site, dev.spec.device, "telemetry")
-            if self._side is not None:
-                self._side.publish(topic, payload)
+            if self._side is None or self._side.publish(topic, payload) is None:
+                self._log.warning("fault %s: malformed message not queued", name)
+                return
             self.stats.malformed += 1
+            self.stats.malformed_payloads.append(payload)
             self._log.info("fault %s: malformed message %r", name, payload[:40])
             return
         if kind in _LINK_FAULTS:
