@@ -120,6 +120,45 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "edgewatch_x2_over_edgewatch": _ratio(two, one),
         # CPU per message is the least noisy comparison on a shared machine.
         "edgewatch_cpu_per_msg_over_telegraf": _ratio(cpu("edgewatch"), cpu("telegraf")),
+        **drain_ratios(results.get("drain") or {}),
+    }
+
+
+def _drain_rate(drain: dict[str, Any], name: str, workload: str, unit: str) -> float | None:
+    run = (drain.get(name) or {}).get(workload) if name != "database" else drain.get(name)
+    if not run or not run.get("ok") or not run.get(unit):
+        return None
+    return float(run[unit])
+
+
+def drain_ratios(drain: dict[str, Any]) -> dict[str, float | None]:
+    """Drain-mode ratios (bench/drain.py): the better of 1 process and 2 replicas counts."""
+    if not drain:
+        return {}
+
+    def best(workload: str, unit: str = "readings_per_s") -> float | None:
+        rates = [_drain_rate(drain, n, workload, unit) for n in ("edgewatch", "edgewatch_x2")]
+        known = [r for r in rates if r is not None]
+        return max(known) if known else None
+
+    def one(name: str, workload: str, unit: str = "readings_per_s") -> float | None:
+        return _drain_rate(drain, name, workload, unit)
+
+    db_fields = _drain_rate(drain, "database", "", "fields_per_s")
+    return {
+        "drain_single_vs_telegraf": _ratio(best("single"), one("telegraf", "single")),
+        "drain_batch_vs_telegraf": _ratio(best("batch"), one("telegraf", "batch")),
+        "drain_batch_vs_db_ceiling": _ratio(best("batch", "fields_per_s"), db_fields),
+        "drain_single_x1_vs_telegraf": _ratio(
+            one("edgewatch", "single"), one("telegraf", "single")
+        ),
+        "drain_batch_x1_vs_telegraf": _ratio(one("edgewatch", "batch"), one("telegraf", "batch")),
+        "drain_single_x2_vs_telegraf": _ratio(
+            one("edgewatch_x2", "single"), one("telegraf", "single")
+        ),
+        "drain_batch_x2_vs_telegraf": _ratio(
+            one("edgewatch_x2", "batch"), one("telegraf", "batch")
+        ),
     }
 
 
