@@ -37,7 +37,7 @@ from bench.runner import (
     wait_for_count,
     warm_up,
 )
-from bench.telegraf import TelegrafConfig, TelegrafProcess
+from bench.telegraf import METRIC_BATCH_SIZE, TelegrafConfig, TelegrafProcess
 from bench.workload import (
     END_BEFORE_NOW_SECONDS,
     METRIC_NAMES,
@@ -299,6 +299,7 @@ def telegraf_factory(binary: Path, root: str, *, batch: bool) -> Factory:
             bucket=bucket,
             client_id=f"edgewatch-bench-telegraf-{'batch' if batch else 'single'}",
             batch=batch,
+            max_undelivered_messages=METRIC_BATCH_SIZE // BATCH_SIZE if batch else None,
         )
         return [
             TelegrafProcess(config=config, data_dir=env.root / f"telegraf-{bucket}", binary=binary)
