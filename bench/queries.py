@@ -275,6 +275,28 @@ def _summary(times: list[float]) -> dict[str, float]:
     }
 
 
+def fleet_store(env: BenchEnv, *, timeout_s: float) -> tuple[Any, Any]:
+    """(FleetStore, its InfluxDBClient to close) as the dashboard builds them, for `env`.
+
+    The one place bench reaches into the dashboard (the import contract allows it here).
+    """
+    from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
+
+    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
+
+    connection = Connection(
+        url=env.url, org=env.org, token=env.token, bucket=env.buckets.raw,
+        bucket_1m=env.buckets.m1, bucket_1h=env.buckets.h1, bucket_ops=env.buckets.ops,
+        bucket_state=env.buckets.state, timeout_s=timeout_s, ingest_interval_s=5.0,
+    )  # fmt: skip
+    client = InfluxDBClient(
+        url=env.url, token=env.token, org=env.org, timeout=int(timeout_s * 1000)
+    )
+        url=env.url, token=env.token, org=env.org, timeout=int(timeout_s * 1000)
+    )
+    return FleetStore(client=client, connection=connection), client
+
+
 def fleet_scale(
     env: BenchEnv, store: Any, now: datetime, cfg: QueryPlanConfig, progress: Progress
 ) -> dict[int, dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.harness import BenchEnv, bench_env, stderr_progress
 from bench.procstat import ProcSample
-from bench.queries import Seeder, fleet_lines, fleet_state_lines
+from bench.queries import Seeder, fleet_lines, fleet_state_lines, fleet_store
 from bench.runner import PublisherProcess, field_counts, wait_for_count, warm_up
 from bench.scenarios import ingest_processes
 from edgewatch.settings import load_settings
@@ -75,20 +75,7 @@ class Clients:
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
 
     def _run(self) -> None:
-        from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
-
-        from dashboard.data import Connection, FleetStore  # noqa: PLC0415
-
-        env = self.env
-        conn = Connection(
-            url=env.url, org=env.org, token=env.token, bucket=env.buckets.raw,
-            bucket_1m=env.buckets.m1, bucket_1h=env.buckets.h1, bucket_ops=env.buckets.ops,
-            bucket_state=env.buckets.state, timeout_s=DASHBOARD_TIMEOUT_S, ingest_interval_s=5.0,
-        )  # fmt: skip
-        client = InfluxDBClient(
-            url=env.url, token=env.token, org=env.org, timeout=int(DASHBOARD_TIMEOUT_S * 1000)
-        )
-        store = FleetStore(client=client, connection=conn)
+        store, client = fleet_store(self.env, timeout_s=DASHBOARD_TIMEOUT_S)
         try:
             while not self.stop.is_set():
                 t0 = time.perf_counter()
