@@ -292,8 +292,6 @@ def fleet_store(env: BenchEnv, *, timeout_s: float) -> tuple[Any, Any]:
     client = InfluxDBClient(
         url=env.url, token=env.token, org=env.org, timeout=int(timeout_s * 1000)
     )
-        url=env.url, token=env.token, org=env.org, timeout=int(timeout_s * 1000)
-    )
     return FleetStore(client=client, connection=connection), client
 
 
