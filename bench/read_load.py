@@ -96,7 +96,7 @@ class Clients:
                 with self.lock:
                     self.answers.append((time.perf_counter() - t0) * 1000.0)
         finally:
-            client.close()  # type: ignore[no-untyped-call]
+            client.close()
 
 
 def run(clients: int, seconds: float, devices: int) -> dict[str, Any]:
