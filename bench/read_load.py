@@ -17,6 +17,7 @@ import argparse
 import json
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,21 @@ def _rss_mb(pid: int | None) -> float | None:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return None
+
+
+def _query_gauges(url: str) -> tuple[int, int] | None:
+    """(executing, queueing) Flux queries now, from influxd's query controller metrics."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+            text = resp.read().decode()
+    except OSError:
+        return None
+    found = {"qc_executing_active": 0, "qc_queueing_active": 0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in found:
+            found[name] += int(float(line.rsplit(" ", 1)[1]))
+    return found["qc_executing_active"], found["qc_queueing_active"]
 
 
 def _hwm_mb(pid: int | None) -> float | None:
@@ -132,7 +148,12 @@ def run(clients: int, seconds: float, devices: int) -> dict[str, Any]:
             peak = rss_idle or 0.0
             samples: list[float] = []
             healthy_misses = 0
+            most_executing = most_queueing = 0
             while pub.running():
+                gauges = _query_gauges(env.url)
+                if gauges is not None:
+                    most_executing = max(most_executing, gauges[0])
+                    most_queueing = max(most_queueing, gauges[1])
                 rss = _rss_mb(env.influxd.pid)
                 if rss is not None:
                     samples.append(rss)
@@ -144,6 +165,10 @@ def run(clients: int, seconds: float, devices: int) -> dict[str, Any]:
             load.stop.set()
             for t in load.threads:
                 t.join(timeout=DASHBOARD_TIMEOUT_S * 2)
+            # Abandoned queries must not keep running: the controller's gauges once the
+            # clients are gone (they close the connection when they give up).
+            time.sleep(2.0)
+            after_clients = _query_gauges(env.url)
             wait = wait_for_count(
                 env, bucket=bucket, expected=published.published, progress=progress,
                 label="read load ingest",
@@ -180,6 +205,10 @@ def run(clients: int, seconds: float, devices: int) -> dict[str, Any]:
         "influxd_rss_after_mb": rss_after,
         "influxd_vmhwm_mb": hwm,
         "health_misses_during": healthy_misses,
+        "queries_executing_max": most_executing,
+        "queries_queueing_max": most_queueing,
+        "queries_executing_2s_after_clients_stopped": after_clients and after_clients[0],
+        "queries_queueing_2s_after_clients_stopped": after_clients and after_clients[1],
         "health_after": health_after,
         "ingest_published": published.published,
         "ingest_stored": wait.stored,
