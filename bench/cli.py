@@ -44,7 +44,10 @@ REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 TOPIC_ROOT = "edgewatch"
 PUBLISHER_MAX_INFLIGHT = 1000
-PARTS: tuple[str, ...] = ("ceilings", "edgewatch", "edgewatch_x2", "telegraf", "queries")
+PARTS: tuple[str, ...] = (
+    "ceilings", "edgewatch", "edgewatch_x2", "telegraf", "drain", "queries",
+)  # fmt: skip
+DRAIN_DEVICES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class Profile:
     latency_rate: float
     latency_seconds: float
     queries: QueryPlanConfig
+    drain_readings: int = 120_000
 
 
 FULL = Profile(
@@ -83,6 +87,7 @@ QUICK = Profile(
         raw_interval_seconds=60,
         reps=3,
     ),
+    drain_readings=5000,
 )
 
 
@@ -102,6 +107,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--devices", type=int, help="devices the messages come from")
     parser.add_argument("--latency-rate", type=float, help="msg/s of the latency phase")
     parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")
+    parser.add_argument("--drain-readings", type=int, help="readings queued per drain run")
     parser.add_argument("--reps", type=int, help="repetitions of each query")
     parser.add_argument(
         "--only", action="append", choices=PARTS, help="run only this part (repeatable)"
@@ -129,6 +135,7 @@ def _profile(args: argparse.Namespace) -> Profile:
             raw_interval_seconds=q.raw_interval_seconds,
             reps=args.reps or q.reps,
         ),
+        drain_readings=args.drain_readings or base.drain_readings,
     )
 
 
@@ -221,6 +228,74 @@ def _run_scenarios(
     return results
 
 
+def _run_drain(
+    influxd: Path, telegraf: Path, profile: Profile, tmp: Path, progress: Progress
+) -> dict[str, Any]:
+    """Drain mode (bench/drain.py): every consumer on its own broker and InfluxDB."""
+    from bench import drain  # noqa: PLC0415
+
+    workloads = drain.write_workloads(
+        tmp,
+        root=TOPIC_ROOT,
+        readings=profile.drain_readings,
+        devices=min(DRAIN_DEVICES, max(1, profile.drain_readings // drain.BATCH_SIZE)),
+        now=int(time.time()),
+    )
+    consumers: list[tuple[str, Any]] = [
+        ("edgewatch", lambda batch: lambda env, bucket: ingest_processes(
+            env, bucket=bucket, root=TOPIC_ROOT, replicas=1)),
+        ("edgewatch_x2", lambda batch: lambda env, bucket: ingest_processes(
+            env, bucket=bucket, root=TOPIC_ROOT, replicas=2)),
+        ("telegraf", lambda batch: drain.telegraf_factory(telegraf, TOPIC_ROOT, batch=batch)),
+    ]  # fmt: skip
+    out: dict[str, Any] = {
+        "readings": profile.drain_readings,
+        "fields_per_reading": drain.FIELDS_PER_READING,
+        "batch_size": drain.BATCH_SIZE,
+        "messages": {w.name: w.messages for w in workloads},
+    }
+    for name, factory in consumers:
+        out[name] = {}
+        with bench_env(influxd_binary=influxd, name=f"drain-{name}", progress=progress) as env:
+            for workload in workloads:
+                try:
+                    out[name][workload.name] = drain.drain_consumer(
+                        env,
+                        name=name,
+                        factory=factory(workload.name == "batch"),
+                        workload=workload,
+                        root=TOPIC_ROOT,
+                        progress=progress,
+                    )
+                except (RunFailedError, RuntimeError, OSError) as exc:
+                    progress(f"drain {name} {workload.name} FAILED: {exc}")
+                    out[name][workload.name] = _failed(exc)
+    from bench.ceilings import database_ceiling  # noqa: PLC0415
+
+    out["broker"] = {}
+    with bench_env(influxd_binary=influxd, name="drain-ceilings", progress=progress) as env:
+        for workload in workloads:
+            try:
+                out["broker"][workload.name] = drain.drain_broker(
+                    env, workload=workload, root=TOPIC_ROOT, progress=progress
+                )
+            except (RunFailedError, RuntimeError, OSError) as exc:
+                out["broker"][workload.name] = _failed(exc)
+        try:
+            out["database"] = drain.database_ceiling_fields(
+                database_ceiling(
+                    env,
+                    payloads=workloads[0].payloads,
+                    root=TOPIC_ROOT,
+                    messages=profile.drain_readings,
+                    progress=progress,
+                )
+            )
+        except (RunFailedError, RuntimeError, OSError) as exc:
+            out["database"] = _failed(exc)
+    return out
+
+
 def run_bench(
     *,
     profile: Profile,
@@ -233,7 +308,7 @@ def run_bench(
     settings = load_settings()
     influxd = ensure_influxd(settings.cache_dir, settings.influxdb_version, progress=progress)
     telegraf = Path()
-    if "telegraf" in parts:
+    if "telegraf" in parts or "drain" in parts:
         telegraf = ensure_telegraf(settings.cache_dir, TELEGRAF_VERSION, progress=progress)
     results = _results_header(
         profile=profile,
@@ -241,7 +316,7 @@ def run_bench(
         mode=mode,
         command=command,
         influxd=influxd,
-        telegraf=telegraf if "telegraf" in parts else None,
+        telegraf=telegraf if ("telegraf" in parts or "drain" in parts) else None,
     )
     with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
         payloads = Path(tmp) / "payloads.tsv"
@@ -266,6 +341,8 @@ def run_bench(
         if "ceilings" in parts:
             results["ceilings"] = _run_ceilings(influxd, payloads, profile, progress)
         results["scenarios"] = _run_scenarios(influxd, telegraf, plan, parts, progress)
+        if "drain" in parts:
+            results["drain"] = _run_drain(influxd, telegraf, profile, Path(tmp), progress)
     if "queries" in parts:
         with bench_env(influxd_binary=influxd, name="queries", progress=progress) as env:
             try:
@@ -282,6 +359,13 @@ def run_bench(
 
 def all_ok(results: dict[str, Any]) -> bool:
     sections = [*results["ceilings"].values(), *results["scenarios"].values()]
+    drain = results.get("drain", {})
+    sections += [
+        run
+        for key, value in drain.items()
+        if isinstance(value, dict) and key != "messages"
+        for run in ([value] if key == "database" else value.values())
+    ]
     if any(not s.get("ok") for s in sections):
         return False
     return not ("queries" in results and results["queries"].get("ok") is False)

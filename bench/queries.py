@@ -40,6 +40,7 @@ NS = 1_000_000_000
 # slower than the timeout is reported as such: the bench must end in bounded time.
 SLOW_QUERY_BUDGET_MS = 5000.0
 QUERY_TIMEOUT_MS = 60_000
+FLEET_SCALE_DEVICES: tuple[int, ...] = (1000, 10_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +122,12 @@ def fleet_lines(devices: int, now_s: int) -> Iterator[str]:
         yield f"ingest_stats,instance=ingest-1 received={k * 100}i,interval_s=5.0 {ts}"
 
 
-def fleet_state_lines(devices: int, now_s: int) -> Iterator[str]:
+def fleet_state_lines(devices: int, now_s: int, first: int = 0) -> Iterator[str]:
     """The state bucket's side of `fleet_lines` (edgewatch.schema.state_lines): each birth at
-    its receipt time, and each device's last-seen point of the current hour."""
+    its receipt time, and each device's last-seen point of the current hour (devices `first`
+    to `devices - 1`)."""
     hour_s = now_s - now_s % 3600
-    for d in range(devices):
+    for d in range(first, devices):
         tags = _tags(d)
         born = (now_s - 3600 - d % 60) * NS
         yield (
@@ -273,6 +275,68 @@ def _summary(times: list[float]) -> dict[str, float]:
     }
 
 
+def fleet_store(env: BenchEnv, *, timeout_s: float) -> tuple[Any, Any]:
+    """(FleetStore, its InfluxDBClient to close) as the dashboard builds them, for `env`.
+
+    The one place bench reaches into the dashboard (the import contract allows it here).
+    """
+    from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
+
+    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
+
+    connection = Connection(
+        url=env.url, org=env.org, token=env.token, bucket=env.buckets.raw,
+        bucket_1m=env.buckets.m1, bucket_1h=env.buckets.h1, bucket_ops=env.buckets.ops,
+        bucket_state=env.buckets.state, timeout_s=timeout_s, ingest_interval_s=5.0,
+    )  # fmt: skip
+    client = InfluxDBClient(
+        url=env.url, token=env.token, org=env.org, timeout=int(timeout_s * 1000)
+    )
+    return FleetStore(client=client, connection=connection), client
+
+
+def fleet_scale(
+    env: BenchEnv, store: Any, now: datetime, cfg: QueryPlanConfig, progress: Progress
+) -> dict[int, dict[str, Any]]:
+    """The fleet overview through `FleetStore.fleet` at each size of `FLEET_SCALE_DEVICES`.
+
+    The state bucket is grown to each size in turn (the devices seeded by `seed_all` count);
+    the first call after growing is the cold one (no call of the dashboard's cache, influxd's
+    caches not yet holding the new series), then `reps` more give the median.
+    """
+    now_s = int(now.timestamp())
+    now_ns = now_s * NS
+    seeder = Seeder(env, progress)
+    have = cfg.fleet_devices
+    out: dict[int, dict[str, Any]] = {}
+    for size in FLEET_SCALE_DEVICES:
+        if size > have:
+            seeder.seed(
+                env.buckets.state,
+                fleet_state_lines(size, now_s, first=have),
+                label=f"fleet state devices {have:,}..{size - 1:,}",
+                total=(size - have) * 2,
+            )
+            have = size
+        progress(f"query: fleet overview of {size:,} devices (state bucket)")
+        t0 = time.perf_counter()
+        view = store.fleet(now_ns)
+        cold_ms = (time.perf_counter() - t0) * 1000.0
+        times, view = _timed(cfg.reps, lambda: store.fleet(now_ns))
+        out[size] = {
+            "devices": len(view.health),
+            "expected_devices": max(size, cfg.fleet_devices),
+            "cold_ms": cold_ms,
+            "reps": len(times),
+            **_summary(times),
+        }
+        progress(
+            f"fleet overview {size:,} devices: cold {cold_ms:.0f} ms, median "
+            f"{out[size]['median_ms']:.0f} ms"
+        )
+    return out
+
+
 def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> dict[str, Any]:
     # Imported here: the dashboard module pulls in Streamlit and pandas.
     from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
@@ -361,9 +425,12 @@ def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> 
                 **_summary(times),
             }
         )
+        scale = fleet_scale(env, store, now, cfg, progress)
     finally:
         client.close()  # type: ignore[no-untyped-call]
     return {
+        **{f"fleet_{n}_ms": row["median_ms"] for n, row in scale.items()},
+        "fleet_scale": scale,
         "ok": not failures,
         "error": "; ".join(failures) or None,
         "code": "dashboard.data.FleetStore (series, fleet)",

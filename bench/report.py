@@ -120,6 +120,45 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
         "edgewatch_x2_over_edgewatch": _ratio(two, one),
         # CPU per message is the least noisy comparison on a shared machine.
         "edgewatch_cpu_per_msg_over_telegraf": _ratio(cpu("edgewatch"), cpu("telegraf")),
+        **drain_ratios(results.get("drain") or {}),
+    }
+
+
+def _drain_rate(drain: dict[str, Any], name: str, workload: str, unit: str) -> float | None:
+    run = (drain.get(name) or {}).get(workload) if name != "database" else drain.get(name)
+    if not run or not run.get("ok") or not run.get(unit):
+        return None
+    return float(run[unit])
+
+
+def drain_ratios(drain: dict[str, Any]) -> dict[str, float | None]:
+    """Drain-mode ratios (bench/drain.py): the better of 1 process and 2 replicas counts."""
+    if not drain:
+        return {}
+
+    def best(workload: str, unit: str = "readings_per_s") -> float | None:
+        rates = [_drain_rate(drain, n, workload, unit) for n in ("edgewatch", "edgewatch_x2")]
+        known = [r for r in rates if r is not None]
+        return max(known) if known else None
+
+    def one(name: str, workload: str, unit: str = "readings_per_s") -> float | None:
+        return _drain_rate(drain, name, workload, unit)
+
+    db_fields = _drain_rate(drain, "database", "", "fields_per_s")
+    return {
+        "drain_single_vs_telegraf": _ratio(best("single"), one("telegraf", "single")),
+        "drain_batch_vs_telegraf": _ratio(best("batch"), one("telegraf", "batch")),
+        "drain_batch_vs_db_ceiling": _ratio(best("batch", "fields_per_s"), db_fields),
+        "drain_single_x1_vs_telegraf": _ratio(
+            one("edgewatch", "single"), one("telegraf", "single")
+        ),
+        "drain_batch_x1_vs_telegraf": _ratio(one("edgewatch", "batch"), one("telegraf", "batch")),
+        "drain_single_x2_vs_telegraf": _ratio(
+            one("edgewatch_x2", "single"), one("telegraf", "single")
+        ),
+        "drain_batch_x2_vs_telegraf": _ratio(
+            one("edgewatch_x2", "batch"), one("telegraf", "batch")
+        ),
     }
 
 
@@ -159,7 +198,73 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         row("ingest peak RSS (MB)", "< 300", rss, below(rss, TARGET_RSS_MB)),
         row("trends 30 d, 10 devices, median (ms)", "< 300", t30, below(t30, TARGET_TRENDS_30D_MS)),
         row("fleet overview, median (ms)", "< 500", fl, below(fl, TARGET_FLEET_MS)),
+        *scale_targets(results),
     ]  # fmt: skip
+
+
+def scale_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Drain-mode and fleet-at-scale targets (issue: the ingest past Telegraf at scale)."""
+    r = results.get("ratios", {})
+    q = results.get("queries", {})
+    rows: list[tuple[str, str, float | None, float, bool]] = [
+        ("drain single / Telegraf (readings/s)", ">= 1.0",
+         r.get("drain_single_vs_telegraf"), 1.0, True),
+        ("drain batch-of-50 / Telegraf (readings/s)", ">= 2.0",
+         r.get("drain_batch_vs_telegraf"), 2.0, True),
+        ("drain batch-of-50 / database ceiling (fields/s)", ">= 0.5",
+         r.get("drain_batch_vs_db_ceiling"), 0.5, True),
+        ("fleet overview 1,000 devices, median (ms)", "< 300", q.get("fleet_1000_ms"), 300, False),
+        ("fleet overview 10,000 devices, median (ms)", "< 1000",
+         q.get("fleet_10000_ms"), 1000, False),
+    ]  # fmt: skip
+    out = []
+    for name, goal, value, limit, higher in rows:
+        if value is None and name.startswith("drain") and "drain" not in results:
+            continue
+        met = None if value is None else (value >= limit if higher else value < limit)
+        out.append({"target": name, "goal": goal, "value": value, "met": met})
+    return out
+
+
+def drain_table(results: dict[str, Any]) -> str:
+    drain = results.get("drain") or {}
+    rows: list[list[str]] = []
+    names = (
+        ("edgewatch", "edgewatch, 1 process"),
+        ("edgewatch_x2", "edgewatch, 2 on a shared subscription"),
+        ("telegraf", "Telegraf"),
+        ("broker", "broker ceiling (mosquitto_sub)"),
+    )
+    for key, label in names:
+        for workload in ("single", "batch"):
+            run = (drain.get(key) or {}).get(workload) or {}
+            rows.append([
+                label, workload, _fmt(run.get("readings_per_s")), _fmt(run.get("fields_per_s")),
+                _fmt(run.get("seconds"), 1), _fmt(run.get("cpu_us_per_reading"), 1),
+                _fmt(run.get("publisher_messages_per_s")),
+                "ok" if run.get("ok") else f"FAILED: {run.get('error')}",
+            ])  # fmt: skip
+    db = drain.get("database") or {}
+    rows.append([
+        "database ceiling (2 writers, gzip line protocol)", "lines of single",
+        _fmt(db.get("readings_per_s")), _fmt(db.get("fields_per_s")), _fmt(db.get("seconds"), 1),
+        "-", "-", "ok" if db.get("ok") else f"FAILED: {db.get('error')}",
+    ])  # fmt: skip
+    return _table(
+        ["consumer", "workload", "readings/s", "fields/s", "s", "CPU us/reading",
+         "queued at msg/s (generator)", "result"],
+        rows,
+    )  # fmt: skip
+
+
+def fleet_scale_table(results: dict[str, Any]) -> str:
+    scale = (results.get("queries") or {}).get("fleet_scale") or {}
+    rows = [
+        [f"{int(n):,}", _fmt(row.get("devices")), _fmt(row.get("cold_ms")),
+         _fmt(row.get("median_ms")), _fmt(row.get("p95_ms")), _fmt(row.get("reps"))]
+        for n, row in sorted(scale.items(), key=lambda kv: int(kv[0]))
+    ]  # fmt: skip
+    return _table(["devices", "returned", "cold (ms)", "median (ms)", "p95 (ms)", "reps"], rows)
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
@@ -239,6 +344,35 @@ def console_summary(results: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def drain_section(results: dict[str, Any]) -> str:
+    drain = results.get("drain")
+    parts = []
+    if drain:
+        msgs = drain.get("messages", {})
+        parts.append(f"""## Drain: the consumers without the publisher
+
+{drain.get("readings", 0):,} readings of {drain.get("fields_per_reading", 10)} metrics, as
+{msgs.get("single", 0):,} single-reading messages and as {msgs.get("batch", 0):,} batches of
+{drain.get("batch_size", 50)} (`bench/drain.py`). Each consumer connects once (its persistent
+session and subscription exist), stops, the workload is queued in its session by the Python
+publisher (its rate is the generator's ceiling, in the table), then the consumer starts and the
+clock runs from its start until a Flux count shows every reading stored; every field's count
+is checked. fields/s = readings/s x 10 (the metric fields). The database ceiling writes the
+ingest's own lines (telemetry, seq, device_seen) for the single workload.
+
+{drain_table(results)}
+""")
+    if (results.get("queries") or {}).get("fleet_scale"):
+        parts.append(f"""## The fleet overview at scale
+
+`FleetStore.fleet()` (the dashboard's own code) on a state bucket grown to each size; cold
+is the first call after growing it, median and p95 over the repetitions after it.
+
+{fleet_scale_table(results)}
+""")
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
 def render_markdown(results: dict[str, Any], notes: str) -> str:
     m = results["machine"]
     cfg = results["config"]
@@ -300,7 +434,7 @@ Seeded: {seeded}. Timed: {timed}.
 
 {query_table(results)}
 
-## Targets
+{drain_section(results)}## Targets
 
 {target_table(results)}
 

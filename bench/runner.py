@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from bench.harness import BenchEnv, Progress
-from bench.workload import COUNT_FIELD, LATENCY_SITE, METRIC_NAMES, WARMUP_SITE, warmup_message
+from bench.workload import (
+    COUNT_FIELD,
+    LATENCY_SITE,
+    METRIC_NAMES,
+    WARMUP_SITE,
+    Message,
+    warmup_message,
+)
 from shared.mqtt_client import new_mqtt_client
 
 COUNT_POLL_SECONDS = 0.25
@@ -97,9 +104,14 @@ def publish_one(env: BenchEnv, topic: str, payload: bytes) -> None:
         client.loop_stop()
 
 
-def warm_up(env: BenchEnv, *, bucket: str, root: str, progress: Progress) -> None:
-    """Publish one reading and wait until it is stored: the consumer is subscribed and writing."""
-    message = warmup_message(root, time.time())
+def warm_up(
+    env: BenchEnv, *, bucket: str, root: str, progress: Progress, message: Message | None = None
+) -> None:
+    """Publish one reading and wait until it is stored: the consumer is subscribed and writing.
+
+    `message` replaces the default warm-up reading (e.g. the same reading as a batch).
+    """
+    message = message or warmup_message(root, time.time())
     deadline = time.monotonic() + WARMUP_TIMEOUT_SECONDS
     next_publish = 0.0
     while time.monotonic() < deadline:

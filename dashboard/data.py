@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -464,6 +465,48 @@ def render_query(name: str, devices: str | None = None) -> str:
     return text.replace(DEVICES_MARK, devices)
 
 
+def _is_timeout(error: BaseException) -> bool:
+    """A read that ran past the client's timeout (urllib3 wraps it; walk the chain)."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, TimeoutError) or "timed out" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def query_failure_message(
+    view: str, url: str, timeout_s: float, error: BaseException
+) -> str | None:
+    """What to say when InfluxDB answers but a query of `view` fails; None if it did not answer.
+
+    A query past the dashboard's timeout, or past InfluxDB's query limits (memory, queue),
+    is not an unreachable server: the page names the view, the limit and what to do.
+    """
+    text = str(getattr(error, "body", "") or "") + " " + str(error)
+    lowered = text.lower()
+    if _is_timeout(error):
+        return (
+            f"The {view} query ran past {timeout_s:g} s and was abandoned (InfluxDB at {url} "
+            "answers). Narrow the view (fewer devices, a shorter range), or raise "
+            "INFLUXDB_TIMEOUT_SECONDS; the next refresh tries again."
+        )
+    if "memory" in lowered and ("limit" in lowered or "allocat" in lowered):
+        return (
+            f"The {view} query needed more memory than InfluxDB at {url} allows one query "
+            "(influxd --query-memory-bytes) and was stopped. Narrow the view (fewer devices, "
+            "a shorter range)."
+        )
+    if "queue" in lowered and ("length" in lowered or "full" in lowered):
+        return (
+            f"InfluxDB at {url} is busy: its query queue is full (influxd --query-queue-size), "
+            f"so the {view} query was refused. The next refresh tries again."
+        )
+    return None
+
+
 def unreachable_message(url: str, error: BaseException) -> str:
     """What an operator reads when InfluxDB does not answer, with what to do about it."""
     # Only an HTTP answer has a status; a refused connection has none (and its text may well
@@ -511,7 +554,10 @@ class FleetStore:
         except Exception as exc:
             # Any failure here is the store's, not the page's: say so once, in words.
             logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
-            raise StoreUnavailableError(unreachable_message(self._conn.url, exc)) from exc
+            message = query_failure_message(name, self._conn.url, self._conn.timeout_s, exc)
+            raise StoreUnavailableError(
+                message or unreachable_message(self._conn.url, exc)
+            ) from exc
         return [dict(record.values) for table in tables for record in table.records]
 
     def query(
@@ -850,8 +896,25 @@ def store_for(connection: Connection) -> FleetStore:
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
-def load_fleet(connection: Connection) -> FleetView:
+def _load_fleet_cached(connection: Connection) -> FleetView:
     return store_for(connection).fleet(time.time_ns())
+
+
+_FLEET_IN_FLIGHT: dict[Connection, threading.Lock] = {}
+_FLEET_IN_FLIGHT_GUARD = threading.Lock()
+
+
+def load_fleet(connection: Connection) -> FleetView:
+    """The fleet view, with at most one fleet query in flight per connection in this process.
+
+    Every open tab's live fragment refreshes on its own timer: without the lock, a refresh
+    whose previous query is still running would start another, and N tabs N at once. A caller
+    that finds a query in flight waits for it and then reads its answer from the cache.
+    """
+    with _FLEET_IN_FLIGHT_GUARD:
+        lock = _FLEET_IN_FLIGHT.setdefault(connection, threading.Lock())
+    with lock:
+        return _load_fleet_cached(connection)
 
 
 @st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
@@ -916,7 +979,7 @@ def record_device_action(
     store_for(connection).record_device_action(
         user=user, site=site, device=device, action=action, note=note
     )
-    load_fleet.clear()
+    _load_fleet_cached.clear()
     load_device_actions.clear()
 
 

@@ -377,6 +377,28 @@ def render_mosquitto_conf(
     )
 
 
+# No read load may take the database down (docs/architecture.md, "Query limits"): at most
+# QUERY_CONCURRENCY Flux queries run at once, QUERY_QUEUE_SIZE more wait, each query may hold
+# QUERY_MEMORY_BYTES and all together QUERY_MAX_MEMORY_BYTES; a query past its share fails
+# with an error instead of growing influxd until the kernel kills it. docker-compose.yml
+# passes the same figures as INFLUXD_* variables.
+QUERY_CONCURRENCY = 4
+QUERY_QUEUE_SIZE = 32
+QUERY_INITIAL_MEMORY_BYTES = 16 * 1024 * 1024
+QUERY_MEMORY_BYTES = 256 * 1024 * 1024
+QUERY_MAX_MEMORY_BYTES = 1024 * 1024 * 1024
+
+
+def query_limit_flags() -> list[str]:
+    return [
+        "--query-concurrency", str(QUERY_CONCURRENCY),
+        "--query-queue-size", str(QUERY_QUEUE_SIZE),
+        "--query-initial-memory-bytes", str(QUERY_INITIAL_MEMORY_BYTES),
+        "--query-memory-bytes", str(QUERY_MEMORY_BYTES),
+        "--query-max-memory-bytes", str(QUERY_MAX_MEMORY_BYTES),
+    ]  # fmt: skip
+
+
 class InfluxdProcess(ManagedProcess):
     """influxd 2.x with all its state under data_dir, HTTP on loopback only."""
 
@@ -418,6 +440,7 @@ class InfluxdProcess(ManagedProcess):
             "--reporting-disabled",
             "--log-level",
             self.log_level,
+            *query_limit_flags(),
         ]
 
     def environment(self) -> dict[str, str]:
