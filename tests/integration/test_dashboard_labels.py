@@ -124,3 +124,36 @@ def test_every_device_list_offers_the_label_filter(
     assert {"dt-berlin/cam-1", "dt-munich/cam-1"} <= set(picker)
     opened = f"{at.query_params.get('site')}/{at.query_params.get('device')}"
     assert set(picker) - {opened} <= {f"{s}/{d}" for s, d in CANARY}
+
+
+def test_a_maintenance_window_on_a_label_marks_only_the_devices_carrying_it(
+    monkeypatch: pytest.MonkeyPatch, influxdb: InfluxFixture
+) -> None:
+    db = make_dashboard_db(influxdb.url, influxdb.org, influxdb.admin_token)
+    truth = seed_fleet(db)
+    offline = sorted(key for key, state in truth.states.items() if state == "OFFLINE")
+    labelled, other = offline[0], offline[1]
+    db.write(
+        [
+            label_action_line(
+                site=labelled[0], device=labelled[1], key="zone", value="north", action="set",
+                user="test-operator", ts_ns=time.time_ns(),
+            )
+        ],
+        bucket=db.bucket_ops,
+    )  # fmt: skip
+    at = open_app(monkeypatch, db.env()).switch_page("app_pages/rules.py").run()
+    assert_clean(at)
+    at.radio(key="rules_kind").set_value("maintenance")
+    at.text_input(key="rules_labels").set_value("zone=north")
+    at.text_area(key="rules_reason").set_value("north wing rewiring")
+    next(b for b in at.button if b.label == "Create").click().run()
+    assert_clean(at)
+    windows = table_of(at, "kind", "labels", "why")
+    assert list(windows[windows["why"] == "north wing rewiring"]["labels"]) == ["zone=north"]
+
+    at.switch_page("app_pages/fleet.py").run()
+    devices = table_of(at, "device", "state", "reason")
+    states = {(r.site, r.device): r.state for r in devices.itertuples()}
+    assert states[labelled] == "MAINTENANCE"
+    assert states[other] == "OFFLINE"
