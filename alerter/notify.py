@@ -197,6 +197,7 @@ class _Planner:
         self.targets = targets
         self.log = log
         self.now_ns = now_ns
+        self.labels: Mapping[tuple[str, str], Mapping[str, str]] = {}
         self.rule_types = config.rule_types()
         self.site_down_open = {
             r.site
@@ -260,7 +261,14 @@ class _Planner:
         routes = routes_for(record, source, self.config.effective_routes)
         if not routes:
             return
-        muted = silenced(silences, record.site, record.device, record.type, self.now_ns)
+        muted = silenced(
+            silences,
+            record.site,
+            record.device,
+            record.type,
+            self.now_ns,
+            labels=self.labels.get((record.site, record.device), {}),
+        )
         if muted is not None:
             self.add(
                 record,
@@ -398,12 +406,15 @@ def plan_notifications(
     log: Mapping[str, Notification],
     silences: Sequence[Silence],
     now_ns: int,
+    labels: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
 ) -> Plan:
     """The notifications to record now: raises, repeats, escalations, resolves, suppressions.
 
     `targets` is how many Apprise URLs each receiver has (a receiver without any is skipped).
+    `labels`: each device's effective labels, for silences that match on labels.
     """
     planner = _Planner(records, config=config, targets=targets, log=log, now_ns=now_ns)
+    planner.labels = labels or {}
     for record in records:
         planner.plan(record, silences)
     return Plan(new=tuple(planner.new.values()))

@@ -128,6 +128,7 @@ class Alerter:
                 log=self._log,
                 silences=silences,
                 now_ns=now_ns,
+                labels={(d.site, d.device): d.labels for d in fleet.devices},
             )
             # Recorded before it is sent: a crash after this point cannot lose it.
             self._remember(

@@ -43,6 +43,7 @@ from edgewatch.health import (
     last_heard_ns,
     retired_devices,
 )
+from edgewatch.labels import Overlay, effective_labels
 from edgewatch.model_fleet import (
     drift_results,
     integrity_flags,
@@ -207,12 +208,15 @@ def fleet_input(
     metrics: Mapping[tuple[str, str], Mapping[str, float]],
     rates: Mapping[tuple[str, str, str, float], float],
     now_ns: int,
+    label_overlays: Mapping[tuple[str, str], Overlay] | None = None,
 ) -> FleetInput:
     """The fleet as the rules see it: the dashboard's health, retired devices left out.
 
     A retired device (retired and not heard from since) is gone, not offline: it raises no
     device_offline and counts in no site. A device in a maintenance window is marked so.
+    Labels are the effective ones: status labels with operators' `label_overlays` applied.
     """
+    overlays = label_overlays or {}
     retired = retired_devices(actions, {(s.site, s.device): last_heard_ns(s) for s in snapshots})
     kept = [s for s in snapshots if (s.site, s.device) not in retired]
     health: list[DeviceHealth] = fleet_health(
@@ -222,14 +226,23 @@ def fleet_input(
         ingest_report_interval_s=heartbeat.interval_s,
     )
     intervals = {(s.site, s.device): s.interval_s for s in kept}
+    labels = {
+        (h.site, h.device): effective_labels(
+            dict(info[(h.site, h.device)].labels) if (h.site, h.device) in info else {},
+            overlays.get((h.site, h.device)),
+        )
+        for h in health
+    }
     devices = tuple(
         DeviceView(
             health=h,
             model=info[(h.site, h.device)].model if (h.site, h.device) in info else None,
             interval_s=intervals.get((h.site, h.device)),
             metrics=metrics.get((h.site, h.device), {}),
-            in_maintenance=in_maintenance(silences, h.site, h.device, now_ns),
-            labels=dict(info[(h.site, h.device)].labels) if (h.site, h.device) in info else {},
+            in_maintenance=in_maintenance(
+                silences, h.site, h.device, now_ns, labels[(h.site, h.device)]
+            ),
+            labels=labels[(h.site, h.device)],
         )
         for h in health
     )
@@ -314,11 +327,20 @@ class AlerterStore:
             metrics=self._metrics(config, now),
             rates=self._rates(config, now),
             now_ns=now_ns,
+            label_overlays=self.label_overlays(now),
         )
         builtins = config.builtins
         if not (builtins.model_drift.enabled or builtins.model_integrity.enabled):
             return fleet
         return replace(fleet, **self._model_fleet(config, now))
+
+    def label_overlays(self, now: datetime) -> dict[tuple[str, str], dict[str, str | None]]:
+        """Operators' device labels (`label_action`, ops bucket, from its beginning), read with
+        the Models page's query."""
+        whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
+        return parse_ops(
+            self._query("model_ops_actions", {**whole, "bucket": self._config.bucket_ops})
+        ).labels
 
     def _model_fleet(self, config: RulesConfig, now: datetime) -> dict[str, Any]:
         """Drift and integrity as the Models page judges them (the same queries and core

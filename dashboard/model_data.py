@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +35,7 @@ from edgewatch.schema import label_action_line, release_action_line
 logger = logging.getLogger(__name__)
 
 METRIC_WINDOWS = 24
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,21 @@ def load_models(connection: Connection, time_range: TimeRange) -> ModelData:
     return read_models(store_for(connection), time_range, datetime.now(tz=UTC))
 
 
+def read_label_overlays(store: FleetStore, now: datetime) -> dict[Key, dict[str, str | None]]:
+    """Operators' label actions per device (the Models page's ops query), folded."""
+    rows = store.query(
+        "model_ops_actions",
+        {"start": BEGINNING, "stop": now + FUTURE_SKEW, "bucket": store.connection.bucket_ops},
+    )
+    return parse_ops(rows).labels
+
+
+@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+def load_label_overlays(connection: Connection) -> dict[Key, dict[str, str | None]]:
+    """For every page's label filter: what operators set on top of the status labels."""
+    return read_label_overlays(store_for(connection), datetime.now(tz=UTC))
+
+
 def register_release(
     connection: Connection, *, user: User, model: str, version: str, sha256: str, note: str = ""
 ) -> None:
@@ -149,15 +164,8 @@ def set_label(
     store_for(connection).write_ops(record, f"label {key} on {site}/{device}")
     logger.info("label %s on %s/%s: %s by %s", key, site, device, action, user.name)
     load_models.clear()
+    load_label_overlays.clear()
 
 
 def span_days(time_range: TimeRange) -> float:
     return time_range.span / timedelta(days=1)
-
-
-def parse_group(text: str) -> Mapping[str, str]:
-    """`ring=canary` -> {"ring": "canary"}; empty -> no filter."""
-    if "=" not in text:
-        return {}
-    key, value = text.split("=", 1)
-    return {key: value}

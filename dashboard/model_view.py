@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from edgewatch.labels import Selector, label_terms, matches
 from edgewatch.model_fleet import (
     Comparison,
     DeviceModel,
@@ -28,7 +29,6 @@ from edgewatch.model_fleet import (
     histogram_counts,
     integrity_flags,
     inventory,
-    matches_labels,
     parse_history,
     parse_ops,
     percentile,
@@ -47,13 +47,16 @@ NS_PER_DAY = 86400 * 1_000_000_000
 Key = tuple[str, str]
 
 
-def filter_devices(devices: Sequence[DeviceModel], wanted: Mapping[str, str]) -> list[DeviceModel]:
-    return [d for d in devices if matches_labels(d.labels, wanted)]
+def filter_devices(
+    devices: Sequence[DeviceModel], selector: Selector | Mapping[str, str]
+) -> list[DeviceModel]:
+    """The devices in a label group (`edgewatch.labels.matches`: every term holds)."""
+    return [d for d in devices if matches(d.labels, selector)]
 
 
 def label_choices(devices: Sequence[DeviceModel]) -> list[str]:
     """Every `key=value` any device carries, for the group filter."""
-    return sorted({f"{k}={v}" for d in devices for k, v in d.labels.items()})
+    return label_terms(d.labels for d in devices)
 
 
 def versions_frame(devices: Sequence[DeviceModel]) -> pd.DataFrame:

@@ -29,6 +29,7 @@ from dashboard.data import (
     load_query,
     unreachable_message,
 )
+from edgewatch.labels import selector_text
 from edgewatch.silences import (
     ACTION_CREATE,
     ACTION_EXPIRE,
@@ -169,9 +170,14 @@ def merge_notifications(history: pd.DataFrame, log: pd.DataFrame, alert_id: str)
 
 
 def with_maintenance(
-    devices: pd.DataFrame, silences: Sequence[Silence], now_ns: int
+    devices: pd.DataFrame,
+    silences: Sequence[Silence],
+    now_ns: int,
+    labels: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Devices inside an active maintenance window show MAINTENANCE instead of OFFLINE/STALE."""
+    """Devices inside an active maintenance window show MAINTENANCE instead of OFFLINE/STALE
+    (`labels`: effective labels per device, for windows that match on labels)."""
+    known = labels or {}
     if devices.empty:
         return devices
     windows = [s for s in silences if s.kind == "maintenance" and s.active_at(now_ns)]
@@ -182,7 +188,8 @@ def with_maintenance(
         if row["state"] not in ("OFFLINE", "STALE"):
             continue
         for w in windows:
-            if w.matches(str(row["site"]), str(row["device"])):
+            key = (str(row["site"]), str(row["device"]))
+            if w.matches(*key, labels=known.get(key, {})):
                 frame.at[index, "state"] = MAINTENANCE
                 frame.at[index, "reason"] = f"maintenance ({w.created_by}: {w.reason})"
                 break
@@ -201,6 +208,7 @@ def silences_frame(silences: Sequence[Silence], now_ns: int) -> pd.DataFrame:
             "site": s.site or "*",
             "device": s.device or "*",
             "type": s.type or "*",
+            "labels": selector_text(s.labels),
             "starts": ts(s.starts_ns),
             "ends": ts(s.ends_ns),
             "recurs": f"{s.rrule} for {s.duration_s / 60:g} min" if s.rrule else "",

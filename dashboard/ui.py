@@ -6,17 +6,25 @@ Pages stay thin by calling these; nothing here talks to InfluxDB except through 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import pandas as pd
 import streamlit as st
 from pydantic import ValidationError
 
-from dashboard import data
+from dashboard import data, model_data
 from dashboard.auth import User
 from dashboard.charts import HEALTH_COLORS, SEVERITY_COLORS
 from dashboard.identity import current_user, may_have_user, sign_out
+from edgewatch.labels import (
+    Selector,
+    fleet_labels,
+    label_terms,
+    matches,
+    parse_selector,
+    selector_text,
+)
 from edgewatch.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -184,3 +192,68 @@ NARROW_LAYOUT_CSS = """
 def narrow_layout() -> None:
     """The style rules for narrow screens (see NARROW_LAYOUT_CSS); once per run."""
     st.html(NARROW_LAYOUT_CSS)
+
+
+# ------------------------------------------------------------------ device groups by label
+
+LABELS_PARAM = "labels"
+Key = tuple[str, str]
+
+
+def device_labels(connection: data.Connection, view: data.FleetView) -> dict[Key, dict[str, str]]:
+    """Every device's effective labels: its status labels with operators' label actions
+    applied (`edgewatch.labels`). Without the ops bucket, the status labels alone."""
+    overlays = load(model_data.load_label_overlays, connection) or {}
+    status = {key: dict(info.labels) for key, info in view.info.items()}
+    return fleet_labels(status, overlays)
+
+
+def label_filter(
+    labels: Mapping[Key, Mapping[str, str]], *, key: str, container: Any = None
+) -> Selector:
+    """The shared "Device labels" filter: a multiselect of `key=value` (all must hold), kept
+    in the URL (`?labels=ring=canary,hardware=jetson-orin`) so a copied link keeps it.
+
+    The selection is applied by the caller, outside the data cache (`matching_keys`).
+    """
+    try:
+        from_url = parse_selector(st.query_params.get(LABELS_PARAM, ""))
+    except ValueError as exc:
+        st.warning(f"The link's label filter is ignored: {exc}")
+        from_url = ()
+    wanted_url = [f"{k}={v}" for k, v in from_url]
+    if key not in st.session_state:
+        st.session_state[key] = wanted_url
+    # A term from the link that no device carries now stays choosable (it selects nothing).
+    options = sorted({*label_terms(labels.values()), *st.session_state[key]})
+    chosen = (container or st).multiselect(
+        "Device labels",
+        options,
+        key=key,
+        placeholder="All devices",
+        help="Device groups: a device matches when it carries every chosen key=value "
+        "(its status labels or an operator's, as set on the Models page).",
+    )
+    selector = parse_selector(chosen)
+    text = selector_text(selector)
+    if text:
+        st.query_params[LABELS_PARAM] = text
+    elif LABELS_PARAM in st.query_params:
+        del st.query_params[LABELS_PARAM]
+    return selector
+
+
+def matching_keys(labels: Mapping[Key, Mapping[str, str]], selector: Selector) -> set[Key] | None:
+    """The devices the selector keeps, or None when there is no filter (keep everything,
+    including devices with no labels at all)."""
+    if not selector:
+        return None
+    return {k for k, device in labels.items() if matches(device, selector)}
+
+
+def keep_devices(frame: pd.DataFrame, keys: set[Key] | None) -> pd.DataFrame:
+    """Rows of a frame with `site` and `device` columns whose device is in `keys`."""
+    if keys is None or frame.empty:
+        return frame
+    mask = [(str(s), str(d)) in keys for s, d in zip(frame["site"], frame["device"], strict=True)]
+    return frame[mask].reset_index(drop=True)

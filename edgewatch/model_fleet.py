@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgewatch.labels import effective_labels, label_overlays
+from edgewatch.labels import matches as label_matches
 from edgewatch.schema import parse_labels_text
 
 # Canary against stable: below this many devices on either side, say so instead of a p-value.
@@ -384,7 +386,7 @@ def version_changes(history: Iterable[StatusPoint]) -> list[VersionChange]:
 
 def matches_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     """A device is in a label group when it carries every wanted key with its value."""
-    return all(labels.get(key) == value for key, value in wanted.items())
+    return label_matches(labels, wanted)
 
 
 # --------------------------------------------------------------------- stored rows, read
@@ -412,7 +414,8 @@ class OpsState:
     """What operators registered: releases and labels (the latest action wins)."""
 
     releases: dict[tuple[str, str], str] = field(default_factory=dict)
-    labels: dict[Key, dict[str, str]] = field(default_factory=dict)
+    # Per device, the operators' label overlay: key -> value, or None where one was removed.
+    labels: dict[Key, dict[str, str | None]] = field(default_factory=dict)
 
 
 def _text(value: Any) -> str | None:
@@ -440,21 +443,15 @@ def parse_history(rows: Iterable[Mapping[str, Any]]) -> list[StatusRow]:
 def parse_ops(rows: Iterable[Mapping[str, Any]]) -> OpsState:
     """Releases by (model, version) and labels by device, oldest action first."""
     state = OpsState()
+    label_rows: list[Mapping[str, Any]] = []
     for row in rows:
         if row.get("_measurement") == "release_action":
             sha = _text(row.get("sha256"))
             if sha:
                 state.releases[(str(row["model"]), str(row["version"]))] = sha
-            continue
-        key = (str(row.get("site")), str(row.get("device")))
-        name = _text(row.get("key"))
-        if not name:
-            continue
-        labels = state.labels.setdefault(key, {})
-        if row.get("action") == "remove":
-            labels.pop(name, None)
         else:
-            labels[name] = _text(row.get("value")) or ""
+            label_rows.append(row)
+    state.labels.update(label_overlays(label_rows))
     return state
 
 
@@ -471,7 +468,7 @@ def inventory(history: Sequence[StatusRow], ops: OpsState) -> list[DeviceModel]:
             model=row.model or "",
             version=row.version or "",
             sha256=row.sha256,
-            labels={**row.labels, **ops.labels.get(key, {})},
+            labels=effective_labels(row.labels, ops.labels.get(key)),
         )
         for key, row in sorted(latest.items())
     ]

@@ -7,7 +7,9 @@ maintenance window also stops `device_offline` for its devices. One-off windows 
 and an end; recurring ones an RFC 5545 RRULE or a 5-field cron expression (when each
 occurrence starts, in UTC) and a duration. A cron expression is stored as the operator wrote
 it and read as the RRULE it means (`recurrence_rrule`). Every change (create, expire)
-is an event with who and why, which is also the audit trail.
+is an event with who and why, which is also the audit trail. A silence may also match on
+device labels (`ring=canary`, all terms must hold), judged against the device's effective
+labels (`edgewatch.labels`: its status labels with operators' label actions applied).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import fnmatch
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from dateutil.rrule import rrulestr
 
+from edgewatch.labels import Selector, parse_selector, selector_text
+from edgewatch.labels import matches as labels_match
 from edgewatch.schema import FieldValue, line
 
 KIND_SILENCE = "silence"
@@ -50,13 +54,23 @@ class Silence:
     duration_s: float = 0.0
     expired_ns: int | None = None
     expired_by: str | None = None
+    # Label matcher (sorted key=value pairs, all must hold); empty matches any device.
+    labels: Selector = ()
 
-    def matches(self, site: str, device: str, alert_type: str = "") -> bool:
-        """Empty matchers match anything; others are shell-style patterns."""
+    def matches(
+        self,
+        site: str,
+        device: str,
+        alert_type: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Empty matchers match anything; site, device, type are shell-style patterns; a
+        label matcher needs the device's effective labels (none known: no match)."""
         return (
             _glob(self.site, site)
             and _glob(self.device, device)
             and (not alert_type or _glob(self.type, alert_type))
+            and labels_match(labels or {}, self.labels)
         )
 
     def active_at(self, now_ns: int) -> bool:
@@ -181,12 +195,14 @@ def _check_who_and_why(created_by: str, reason: str) -> None:
         raise ValueError(f"the reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}")
 
 
-def _check_matchers(site: str, device: str, alert_type: str) -> None:
+def _check_matchers(site: str, device: str, alert_type: str, labels: Selector) -> None:
     for name, value in (("site", site), ("device", device), ("type", alert_type)):
         if not _PATTERN.match(value):
             raise ValueError(f"{name} {value!r}: letters, digits, _ . - and the wildcards * ? []")
-    if not (site or device or alert_type):
-        raise ValueError("give at least one matcher (site, device or type): no fleet-wide mute")
+    if not (site or device or alert_type or labels):
+        raise ValueError(
+            "give at least one matcher (site, device, type or labels): no fleet-wide mute"
+        )
 
 
 def _check_recurrence(rrule: str, starts_ns: int, duration_s: float) -> None:
@@ -215,12 +231,16 @@ def new_silence(
     rrule: str = "",
     duration_s: float = 0.0,
     silence_id: str | None = None,
+    labels: str | Sequence[str] = (),
 ) -> Silence:
-    """A validated silence or window; a ValueError naming the field to fix."""
+    """A validated silence or window; a ValueError naming the field to fix.
+
+    `labels`: `ring=canary,hardware=jetson-orin` or a list of such terms (all must hold)."""
     if kind not in (KIND_SILENCE, KIND_MAINTENANCE):
         raise ValueError(f"kind must be {KIND_SILENCE} or {KIND_MAINTENANCE}, not {kind!r}")
     _check_who_and_why(created_by, reason)
-    _check_matchers(site, device, alert_type)
+    selector = parse_selector(labels)
+    _check_matchers(site, device, alert_type, selector)
     if ends_ns <= starts_ns:
         raise ValueError("the end must come after the start")
     if rrule:
@@ -238,6 +258,7 @@ def new_silence(
         type=alert_type,
         rrule=rrule,
         duration_s=duration_s,
+        labels=selector,
     )
 
 
@@ -269,19 +290,34 @@ def fold_silences(events: Iterable[SilenceEvent]) -> list[Silence]:
 
 
 def silenced(
-    silences: Iterable[Silence], site: str, device: str, alert_type: str, now_ns: int
+    silences: Iterable[Silence],
+    site: str,
+    device: str,
+    alert_type: str,
+    now_ns: int,
+    *,
+    labels: Mapping[str, str] | None = None,
 ) -> Silence | None:
-    """The first active silence or window that mutes this alert, if any."""
+    """The first active silence or window that mutes this alert, if any (`labels`: the
+    device's effective labels, for silences with a label matcher)."""
     for s in silences:
-        if s.active_at(now_ns) and s.matches(site, device, alert_type):
+        if s.active_at(now_ns) and s.matches(site, device, alert_type, labels):
             return s
     return None
 
 
-def in_maintenance(silences: Iterable[Silence], site: str, device: str, now_ns: int) -> bool:
+def in_maintenance(
+    silences: Iterable[Silence],
+    site: str,
+    device: str,
+    now_ns: int,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
     """Whether a device is inside an active maintenance window (shown as MAINTENANCE)."""
     return any(
-        s.kind == KIND_MAINTENANCE and s.active_at(now_ns) and s.matches(site, device)
+        s.kind == KIND_MAINTENANCE
+        and s.active_at(now_ns)
+        and s.matches(site, device, labels=labels)
         for s in silences
     )
 
@@ -307,6 +343,7 @@ def silence_line(event: SilenceEvent) -> str:
             "type": s.type,
             "rrule": s.rrule,
             "duration_s": float(s.duration_s),
+            "labels": selector_text(s.labels) or None,
         }
         return line(MEASUREMENT_SILENCE, {"kind": s.kind}, fields, event.ts_ns)
     fields = {
@@ -341,6 +378,7 @@ def parse_silence_rows(rows: Iterable[Mapping[str, Any]]) -> list[SilenceEvent]:
                 type=str(row.get("type") or ""),
                 rrule=str(row.get("rrule") or ""),
                 duration_s=float(row.get("duration_s") or 0.0),
+                labels=_stored_selector(row.get("labels")),
             )
             events.append(SilenceEvent(ACTION_CREATE, ts, silence, sid, silence.created_by))
         elif action == ACTION_EXPIRE:
@@ -355,3 +393,14 @@ def parse_silence_rows(rows: Iterable[Mapping[str, Any]]) -> list[SilenceEvent]:
                 )
             )
     return events
+
+
+def _stored_selector(value: Any) -> Selector:
+    """A stored label matcher; none on silences stored before labels existed. One that no
+    longer reads is kept as a matcher no device satisfies: it never widens the mute."""
+    if not isinstance(value, str) or not value:
+        return ()
+    try:
+        return parse_selector(value)
+    except ValueError:
+        return (("", value),)

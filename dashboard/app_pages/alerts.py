@@ -118,7 +118,10 @@ live_feed()
 
 loaded = ui.load_or_stop(data.load_alerts, connection, settings.alert_lookback_days)
 now_ns, records = loaded
-frame = data.alerts_frame(records, now_ns)
+fleet_view = ui.load(data.load_fleet, connection)
+labels = ui.device_labels(connection, fleet_view) if fleet_view is not None else {}
+group = ui.matching_keys(labels, ui.label_filter(labels, key="alerts_f_labels"))
+frame = ui.keep_devices(data.alerts_frame(records, now_ns), group)
 by_id: dict[str, AlertRecord] = {r.alert_id: r for r in records}
 
 st.subheader("All alerts")

@@ -31,6 +31,8 @@ ui.ingest_banner(view)
 
 site = st.query_params.get("site", "")
 device = st.query_params.get("device", "")
+labels = ui.device_labels(connection, view)
+group = ui.matching_keys(labels, ui.label_filter(labels, key="device_labels"))
 known = [f"{s}/{d}" for s, d in zip(devices["site"], devices["device"], strict=True)]
 if not known:
     st.info("No device has reported yet, so there is nothing to show here.")
@@ -51,9 +53,13 @@ def _open_picked() -> None:
     st.query_params.update({"site": picked_site, "device": picked_device})
 
 
+# The picker offers the label group; the device shown stays choosable even outside it.
+picker = [k for k in known if group is None or tuple(k.split("/", 1)) in group]
 if f"{site}/{device}" in known:
     st.session_state["device_pick"] = f"{site}/{device}"
-st.selectbox("Device", options=known, key="device_pick", on_change=_open_picked)
+    if f"{site}/{device}" not in picker:
+        picker.append(f"{site}/{device}")
+st.selectbox("Device", options=picker, key="device_pick", on_change=_open_picked)
 
 match = devices[(devices["site"] == site) & (devices["device"] == device)]
 if match.empty:

@@ -26,20 +26,22 @@ def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
     now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
     ui.ingest_banner(view)
 
-    every_device = data.fleet_frame(view)
+    labels = ui.device_labels(connection, view)
+    group = ui.matching_keys(labels, ui.label_filter(labels, key="fleet_labels"))
+    every_device = ui.keep_devices(data.fleet_frame(view), group)
     retired = every_device["retired"].astype(bool)
     show_retired = st.session_state.get("fleet_show_retired", False)
     devices = every_device if show_retired else every_device[~retired].reset_index(drop=True)
     sites = data.site_frame(devices)
     devices = rules_data.with_maintenance(
-        devices, ui.load(rules_data.load_silences, connection) or [], time.time_ns()
+        devices, ui.load(rules_data.load_silences, connection) or [], time.time_ns(), labels
     )
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     open_alerts = pd.DataFrame()
     if loaded is not None:
         alerts_now_ns, records = loaded
         frame = data.alerts_frame(records, alerts_now_ns)
-        open_alerts = frame[frame["state"] != AlertState.RESOLVED]
+        open_alerts = ui.keep_devices(frame[frame["state"] != AlertState.RESOLVED], group)
 
     if devices.empty:
         st.info(

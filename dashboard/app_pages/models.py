@@ -27,12 +27,11 @@ time_range = preset_range(range_label or "1 h", now)
 loaded = ui.load_or_stop(model_data.load_models, connection, time_range)
 
 every_device = model_view.inventory(loaded.history, loaded.ops)
-group = c2.selectbox(
-    "Device group (label)", ["all devices", *model_view.label_choices(every_device)],
-    key="models_group",
-)  # fmt: skip
-wanted = model_data.parse_group(group or "")
-devices = model_view.filter_devices(every_device, wanted)
+# The shared label filter (in the URL like on every page), over the effective labels.
+selector = ui.label_filter(
+    {(d.site, d.device): d.labels for d in every_device}, key="models_labels", container=c2
+)
+devices = model_view.filter_devices(every_device, selector)
 keys = {(d.site, d.device) for d in devices}
 
 if not devices:

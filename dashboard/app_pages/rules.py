@@ -12,6 +12,7 @@ import streamlit as st
 from dashboard import rules_data, ui
 from dashboard.auth import PermissionDeniedError
 from dashboard.data import StoreUnavailableError
+from edgewatch.labels import selector_text
 from edgewatch.silences import KIND_MAINTENANCE, KIND_SILENCE, new_silence
 
 NS_PER_SECOND = 1_000_000_000
@@ -106,6 +107,13 @@ with st.form("rules_new_silence", clear_on_submit=False):
     site = c1.text_input("Site", key="rules_site", placeholder="plant-a or plant-*")
     device = c2.text_input("Device", key="rules_device", placeholder="cam-7 or empty for all")
     alert_type = c3.text_input("Alert type", key="rules_type", placeholder="e.g. device_offline")
+    labels = st.text_input(
+        "Device labels (optional)",
+        key="rules_labels",
+        placeholder="ring=canary,hardware=jetson-orin",
+        help="key=value terms, comma-separated; a device matches when it carries all of "
+        "them (its status labels or an operator's, as the Models page shows them).",
+    )
     d1, d2 = st.columns(2)
     length = d1.selectbox("Length", list(DURATIONS_H), key="rules_length")
     rrule = d2.text_input(
@@ -139,6 +147,7 @@ if submitted:
             alert_type=alert_type.strip(),
             rrule=rrule.strip(),
             duration_s=hours * 3600 if rrule else 0.0,
+            labels=labels,
         )
         rules_data.create_silence(connection, user=user, silence=silence)
     except (ValueError, PermissionDeniedError, StoreUnavailableError) as exc:
@@ -155,7 +164,8 @@ if active:
             "Which",
             [s.silence_id for s in active],
             format_func=lambda sid: next(
-                f"{s.kind} {sid}: {s.site or '*'}/{s.device or '*'}/{s.type or '*'} ({s.reason})"
+                f"{s.kind} {sid}: {s.site or '*'}/{s.device or '*'}/{s.type or '*'}"
+                f"{' ' + selector_text(s.labels) if s.labels else ''} ({s.reason})"
                 for s in active
                 if s.silence_id == sid
             ),

@@ -26,6 +26,7 @@ from dashboard.ranges import (
 )
 from edgewatch.alerts import AlertRecord
 from edgewatch.contract import is_valid_name
+from edgewatch.labels import selector_text
 
 RANGE_KEYS = {label.replace(" ", ""): label for label in PRESETS}  # "24h" -> "24 h"
 
@@ -98,8 +99,16 @@ if not options:
     st.info("No device has reported yet: there is nothing to chart.")
     st.stop()
 
-c1, c2 = st.columns([1, 2])
+c0, c1, c2 = st.columns([1, 1, 2])
+labels = ui.device_labels(connection, view)
+label_selector = ui.label_filter(labels, key="trends_labels", container=c0)
+group = ui.matching_keys(labels, label_selector)
+if group is not None:
+    options = [k for k in options if tuple(k.split("/", 1)) in group]
 site_options = sorted({k.split("/", 1)[0] for k in options})
+st.session_state["trends_sites"] = [
+    s for s in st.session_state.get("trends_sites", []) if s in site_options
+]
 sites = c1.multiselect("Sites", site_options, key="trends_sites", placeholder="All sites")
 device_options = [k for k in options if not sites or k.split("/", 1)[0] in sites]
 st.session_state["trends_devices"] = [
@@ -113,7 +122,10 @@ chosen = c2.multiselect(
     placeholder="Choose one or more devices",
 )
 if not chosen:
-    st.info("Choose one or more devices to chart.")
+    st.info(
+        "Choose one or more devices to chart."
+        + (" No device carries every chosen label." if not options else "")
+    )
     st.stop()
 keys = tuple((k.split("/", 1)[0], k.split("/", 1)[1]) for k in chosen)
 
@@ -164,6 +176,8 @@ if range_label == CUSTOM:
     )
 else:
     params["range"] = (range_label or DEFAULT_PRESET).replace(" ", "")
+if label_selector:
+    params[ui.LABELS_PARAM] = selector_text(label_selector)
 st.query_params.from_dict(params)
 
 plan = plan_for(time_range, now=now)

@@ -41,7 +41,7 @@ def ev(
     return StoredAlertEvent("s1", device, type_, t * S, severity, state, "down")
 
 
-def plan(events, log=None, actions=(), silences=(), now=0, text=ROUTES):  # type: ignore[no-untyped-def]
+def plan(events, log=None, actions=(), silences=(), now=0, text=ROUTES, labels=None):  # type: ignore[no-untyped-def]
     records = fold_alerts(events, actions)
     return plan_notifications(
         records,
@@ -50,6 +50,7 @@ def plan(events, log=None, actions=(), silences=(), now=0, text=ROUTES):  # type
         log=log or {},
         silences=list(silences),
         now_ns=now * S,
+        labels=labels,
     ).new
 
 
@@ -108,6 +109,26 @@ def test_a_silence_records_but_does_not_notify() -> None:
     assert [(n.status, n.receiver) for n in out] == [("suppressed", "-")]
     after = plan([ev(0)], log={n.key: n for n in out}, silences=[mute], now=200)
     assert {n.kind for n in after} == {"raised"}
+
+
+def test_a_silence_on_a_label_mutes_the_matching_device_and_not_another() -> None:
+    mute = new_silence(
+        kind="silence",
+        created_by="ann",
+        reason="canary ring under test",
+        now_ns=0,
+        starts_ns=0,
+        ends_ns=100 * S,
+        labels="ring=canary",
+    )
+    # Effective labels: cam1 is canary (status or operator), cam2 is not.
+    labels = {("s1", "cam1"): {"ring": "canary"}, ("s1", "cam2"): {"ring": "stable"}}
+    out = plan([ev(0, device="cam1"), ev(0, device="cam2")], silences=[mute], now=1, labels=labels)
+    by_device = {(n.device, n.status) for n in out}
+    assert ("cam1", "suppressed") in by_device
+    assert {n.status for n in out if n.device == "cam1"} == {"suppressed"}
+    assert {n.receiver for n in out if n.device == "cam2"} == {"default"}
+    assert all(n.status != "suppressed" for n in out if n.device == "cam2")
 
 
 def test_site_down_inhibits_device_offline_notifications() -> None:

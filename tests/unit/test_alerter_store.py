@@ -59,6 +59,41 @@ def test_the_fleet_is_the_dashboards_less_the_retired_with_windows_marked() -> N
     assert not fleet.ingest_silent
 
 
+def test_the_rules_see_effective_labels_and_label_windows_apply() -> None:
+    status = [
+        {"site": "s", "device": d, "_field": f, "_value": v, "_time": at(100)}
+        for d in ("a", "b")
+        for f, v in (
+            ("state", "online"), ("interval_s", 5.0), ("ts_ns", 1),
+            ("labels", '{"ring": "canary", "hardware": "orin"}'),
+        )
+    ]  # fmt: skip
+    seen = [
+        {"site": "s", "device": d, "_field": "received_ns", "_value": 100 * S, "_time": at(0)}
+        for d in ("a", "b")
+    ]
+    snapshots, info = parse_snapshots(status, seen)
+    window = new_silence(
+        kind="maintenance", created_by="ana", reason="canary swap", now_ns=150 * S,
+        starts_ns=150 * S, ends_ns=900 * S, labels="ring=canary",
+    )  # fmt: skip
+    fleet = fleet_input(
+        snapshots,
+        info,
+        heartbeat=Heartbeat(499 * S, 5.0),
+        actions=[],
+        silences=[window],
+        metrics={},
+        rates={},
+        now_ns=500 * S,
+        label_overlays={("s", "b"): {"ring": None, "zone": "north"}},
+    )
+    views = {d.device: d for d in fleet.devices}
+    assert views["a"].labels == {"hardware": "orin", "ring": "canary"}
+    assert views["b"].labels == {"hardware": "orin", "zone": "north"}
+    assert views["a"].in_maintenance and not views["b"].in_maintenance
+
+
 def test_rates_need_two_distinct_points() -> None:
     first = [
         {"site": "s", "device": "a", "_value": 10.0, "_time": at(0)},

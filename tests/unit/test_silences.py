@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from edgewatch.silences import (
+    Silence,
     SilenceEvent,
     fold_silences,
     in_maintenance,
     new_silence,
+    parse_silence_rows,
     recurrence_rrule,
+    silence_line,
+    silenced,
 )
 
 S = 1_000_000_000
@@ -136,3 +141,64 @@ def test_bad_input_names_the_field(kwargs: dict[str, object], message: str) -> N
     values.update(kwargs)
     with pytest.raises(ValueError, match=message):
         new_silence(**values)  # type: ignore[arg-type]
+
+
+def _create_row(silence: Silence, **extra: object) -> dict[str, object]:
+    """A pivoted `silence` row as the query returns it (what `silence_line` stored)."""
+    return {
+        "time_ns": silence.created_ns, "action": "create", "id": silence.silence_id,
+        "kind": silence.kind, "user": silence.created_by, "reason": silence.reason,
+        "starts_ns": silence.starts_ns, "ends_ns": silence.ends_ns, "site": silence.site,
+        "device": silence.device, "type": silence.type, "rrule": "", "duration_s": 0.0,
+        **extra,
+    }  # fmt: skip
+
+
+def test_a_label_matcher_mutes_only_devices_carrying_every_label() -> None:
+    mute = new_silence(
+        kind="silence",
+        created_by="ann",
+        reason="canary rollout",
+        now_ns=0,
+        starts_ns=0,
+        ends_ns=100 * S,
+        labels="ring=canary, hardware=jetson-orin",
+    )
+    assert mute.labels == (("hardware", "jetson-orin"), ("ring", "canary"))
+    canary = {"ring": "canary", "hardware": "jetson-orin"}
+    assert silenced([mute], "s1", "cam1", "model_drift", 5 * S, labels=canary) is mute
+    assert silenced([mute], "s1", "cam2", "model_drift", 5 * S, labels={"ring": "canary"}) is None
+    assert silenced([mute], "s1", "cam3", "model_drift", 5 * S) is None  # labels unknown
+    assert 'labels="hardware=jetson-orin,ring=canary"' in silence_line(
+        SilenceEvent("create", 0, mute)
+    )
+
+
+def test_labels_are_stored_with_the_silence_and_old_silences_still_load() -> None:
+    mute = new_silence(
+        kind="maintenance", created_by="ann", reason="swap", now_ns=1, starts_ns=1,
+        ends_ns=100 * S, site="s1", labels=["ring=canary"],
+    )  # fmt: skip
+    old = replace(mute, silence_id="old1", labels=())
+    rows = [
+        _create_row(mute, labels="ring=canary"),
+        _create_row(old),  # stored before silences had labels: no column at all
+        _create_row(replace(mute, silence_id="odd"), labels="not a selector"),
+    ]
+    loaded = {s.silence_id: s for s in fold_silences(parse_silence_rows(rows))}
+    assert loaded[mute.silence_id].labels == (("ring", "canary"),)
+    assert loaded["old1"].labels == ()
+    assert loaded["old1"].matches("s1", "cam1")
+    # An unreadable stored matcher never widens the mute.
+    assert not loaded["odd"].matches("s1", "cam1", labels={"ring": "canary"})
+    assert in_maintenance(list(loaded.values()), "s1", "cam1", 5 * S, labels={"ring": "canary"})
+
+
+def test_a_label_matcher_alone_is_enough_and_a_bad_one_is_named() -> None:
+    with pytest.raises(ValueError, match="key=value"):
+        new_silence(
+            kind="silence", created_by="ann", reason="x", now_ns=0, starts_ns=0, ends_ns=S,
+            labels="ring",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="site, device, type or labels"):
+        new_silence(kind="silence", created_by="ann", reason="x", now_ns=0, starts_ns=0, ends_ns=S)
