@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import streamlit as st
-
 from dashboard.auth import User, require_operator
 from dashboard.data import (
     BEGINNING,
-    CACHE_TTL_SECONDS,
     FUTURE_SKEW,
     Connection,
     FleetStore,
+    cached_data,
     store_for,
 )
 from dashboard.model_view import OpsState, StatusRow, parse_history, parse_ops
@@ -109,7 +107,7 @@ def effective_range(time_range: TimeRange, history: list[StatusRow]) -> TimeRang
     return TimeRange(start=first, stop=time_range.stop)
 
 
-@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+@cached_data
 def load_models(connection: Connection, time_range: TimeRange) -> ModelData:
     return read_models(store_for(connection), time_range, datetime.now(tz=UTC))
 
