@@ -125,11 +125,11 @@ def timed(reps: int, call: Callable[[], Any]) -> tuple[dict[str, float], Any]:
 
 
 def run(devices: int, days: int, reps: int) -> dict[str, Any]:
-    # Imported here: the dashboard modules pull in Streamlit and pandas.
-    from dashboard import model_view  # noqa: PLC0415
-    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
-    from dashboard.model_data import read_models, span_days  # noqa: PLC0415
+    # Imported here: the dashboard's store and frames pull in pandas and Plotly (not Streamlit).
+    from dashboard import model_store, model_view  # noqa: PLC0415
+    from dashboard.frames import Connection  # noqa: PLC0415
     from dashboard.ranges import preset_range  # noqa: PLC0415
+    from dashboard.store import FleetStore  # noqa: PLC0415
 
     now = datetime.now(tz=UTC).replace(microsecond=0)
     stop_s = int(now.timestamp()) // HOUR_S * HOUR_S
@@ -152,7 +152,7 @@ def run(devices: int, days: int, reps: int) -> dict[str, Any]:
         try:
             store = FleetStore(client=client, connection=connection)
             time_range = preset_range("30 d", now)
-            read_stats, data = timed(reps, lambda: read_models(store, time_range, now))
+            read_stats, data = timed(reps, lambda: model_store.read_models(store, time_range, now))
             say(f"read_models: {read_stats}")
             # Each query alone: which of the six costs what (same reps, same data).
             per_query: dict[str, list[float]] = {}
@@ -166,7 +166,7 @@ def run(devices: int, days: int, reps: int) -> dict[str, Any]:
 
             store.query = query_timed  # type: ignore[method-assign]
             for _ in range(reps):
-                read_models(store, time_range, now)
+                model_store.read_models(store, time_range, now)
             store.query = plain_query  # type: ignore[method-assign]
             out["per_query_median_ms"] = {
                 name: round(statistics.median(times), 1) for name, times in per_query.items()
@@ -178,7 +178,9 @@ def run(devices: int, days: int, reps: int) -> dict[str, Any]:
                 keys = {(d.site, d.device) for d in devs}
                 windows = model_view.window_frame(data.metric_rows, data.history, keys)
                 values = model_view.device_values(windows)
-                model_view.performance_frame(values, data.alert_counts, span_days(time_range))
+                model_view.performance_frame(
+                    values, data.alert_counts, model_store.span_days(time_range)
+                )
                 model_view.compare_versions(values, "yolo-v8n 1.5.0", "yolo-v8n 1.4.2")
                 drift = model_view.drift_results(data.confidence_rows, keys)
                 flags = model_view.flags_for(devs, data.ops)

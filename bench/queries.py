@@ -278,11 +278,13 @@ def _summary(times: list[float]) -> dict[str, float]:
 def fleet_store(env: BenchEnv, *, timeout_s: float) -> tuple[Any, Any]:
     """(FleetStore, its InfluxDBClient to close) as the dashboard builds them, for `env`.
 
-    The one place bench reaches into the dashboard (the import contract allows it here).
+    Bench reaches into the dashboard's store and pure frames only, never its Streamlit cache
+    layer (the import contract names these imports).
     """
     from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
 
-    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
+    from dashboard.frames import Connection  # noqa: PLC0415
+    from dashboard.store import FleetStore  # noqa: PLC0415
 
     connection = Connection(
         url=env.url, org=env.org, token=env.token, bucket=env.buckets.raw,
@@ -338,10 +340,10 @@ def fleet_scale(
 
 
 def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> dict[str, Any]:
-    # Imported here: the dashboard module pulls in Streamlit and pandas.
+    # Imported here: the store pulls in pandas and influxdb-client.
     from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
 
-    from dashboard.data import Connection, FleetStore  # noqa: PLC0415
+    from dashboard.frames import Connection  # noqa: PLC0415
     from dashboard.ranges import (  # noqa: PLC0415
         PRESETS,
         QueryPlan,
@@ -350,6 +352,7 @@ def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> 
         preset_range,
         window_for,
     )
+    from dashboard.store import FleetStore  # noqa: PLC0415
 
     now = datetime.now(tz=UTC).replace(microsecond=0)
     seeding = seed_all(env, cfg, now, progress)
@@ -433,7 +436,7 @@ def run_query_bench(env: BenchEnv, cfg: QueryPlanConfig, progress: Progress) -> 
         "fleet_scale": scale,
         "ok": not failures,
         "error": "; ".join(failures) or None,
-        "code": "dashboard.data.FleetStore (series, fleet)",
+        "code": "dashboard.store.FleetStore (series, fleet)",
         "config": {
             "trend_devices_seeded": cfg.trend_devices_seeded,
             "fleet_devices": cfg.fleet_devices,

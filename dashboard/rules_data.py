@@ -16,15 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
-import streamlit as st
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
 from dashboard.auth import User, require_operator
 from dashboard.data import (
-    CACHE_TTL_SECONDS,
     Connection,
     StoreUnavailableError,
+    cached_data,
     get_client,
     load_query,
     unreachable_message,
@@ -224,7 +223,7 @@ def silences_frame(silences: Sequence[Silence], now_ns: int) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ loads
 
 
-@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+@cached_data
 def load_silences(connection: Connection) -> list[Silence]:
     rows = _query(
         connection,
@@ -234,7 +233,7 @@ def load_silences(connection: Connection) -> list[Silence]:
     return fold_silences(parse_silence_rows(rows))
 
 
-@st.cache_data(ttl=CACHE_TTL_SECONDS, show_spinner=False)
+@cached_data
 def load_rules_view(
     connection: Connection, lookback_days: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -9,9 +9,17 @@ import pandas as pd
 import pytest
 from influxdb_client.rest import ApiException
 
-from dashboard import data
+from dashboard import frames, store
 from dashboard.auth import PermissionDeniedError, User
 from edgewatch.alerts import AlertRecord, fold_alerts
+from edgewatch.rows import (
+    Heartbeat,
+    parse_alert_actions,
+    parse_alert_events,
+    parse_device_actions,
+    parse_heartbeat,
+    parse_snapshots,
+)
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NS = 1_000_000_000
@@ -33,7 +41,7 @@ def test_snapshots_take_field_wise_last_status_and_newest_telemetry() -> None:
         {"site": "s", "device": "d", "_time": at(90)},
         {"site": "s", "device": "e", "_time": at(5)},
     ]
-    snapshots, info = data.parse_snapshots(status, seen)
+    snapshots, info = parse_snapshots(status, seen)
     by_key = {(s.site, s.device): s for s in snapshots}
     assert by_key[("s", "d")].status_state == "offline"
     assert by_key[("s", "d")].status_reason == "lwt"
@@ -49,7 +57,7 @@ def test_a_reason_from_an_older_status_does_not_explain_a_newer_one() -> None:
         {"site": "s", "device": "d", "_field": "state", "_value": "online", "_time": at(200)},
         {"site": "s", "device": "d", "_field": "reason", "_value": "lwt", "_time": at(100)},
     ]
-    snapshots, _ = data.parse_snapshots(status, [])
+    snapshots, _ = parse_snapshots(status, [])
     assert snapshots[0].status_reason is None
 
 
@@ -67,7 +75,7 @@ def test_snapshots_from_the_state_bucket_carry_receipt_times() -> None:
         {"site": "s", "device": "d", "_field": "received_ns", "_value": 9 * NS, "_time": at(0)},
         {"site": "s", "device": "d", "_field": "reading_ns", "_value": 7 * NS, "_time": at(0)},
     ]
-    (snapshot,), info = data.parse_snapshots(status, seen)
+    (snapshot,), info = parse_snapshots(status, seen)
     assert snapshot.status_ns == birth_ns
     assert snapshot.status_received_ns == int(at(130).timestamp()) * NS
     assert snapshot.telemetry_received_ns == 9 * NS
@@ -83,20 +91,20 @@ def test_device_actions_parse_and_retired_devices_show_in_the_fleet_frame() -> N
         {"site": "s", "device": "d", "action": "retire", "user": "ana", "note": "", "time_ns": 5},
         {"site": "s", "device": "d", "action": None, "time_ns": 6},
     ]
-    (action,) = data.parse_device_actions(rows)
+    (action,) = parse_device_actions(rows)
     assert action.action == "retire" and action.ts_ns == 5
     health = DeviceHealth("s", "d", HealthState.OFFLINE, "silent", None, 1)
-    view = data.FleetView(now_ns=10, health=(health,), retired={("s", "d"): action})
-    frame = data.fleet_frame(view)
+    view = frames.FleetView(now_ns=10, health=(health,), retired={("s", "d"): action})
+    frame = frames.fleet_frame(view)
     assert bool(frame.loc[0, "retired"]) and frame.loc[0, "retired_by"] == "ana"
 
 
 def test_heartbeat_is_the_newest_report_with_its_interval() -> None:
     rows = [{"_time": at(10), "_value": 5.0}, {"_time": at(20), "_value": 7.0}]
-    beat = data.parse_heartbeat(rows, default_interval_s=5.0)
+    beat = parse_heartbeat(rows, default_interval_s=5.0)
     assert beat.last_ns == int(at(20).timestamp()) * NS
     assert beat.interval_s == 7.0
-    assert data.parse_heartbeat([], default_interval_s=5.0) == data.Heartbeat(None, 5.0)
+    assert parse_heartbeat([], default_interval_s=5.0) == Heartbeat(None, 5.0)
 
 
 def test_series_rows_become_one_row_per_window_with_mean_min_max() -> None:
@@ -104,15 +112,15 @@ def test_series_rows_become_one_row_per_window_with_mean_min_max() -> None:
     for stat, value in (("mean", 10.0), ("min", 8.0), ("max", 15.0)):
         rows.append({"_time": at(0), "site": "s", "device": "d", "stat": stat, "_value": value})
     rows.append({"_time": at(60), "site": "s", "device": "d", "stat": "mean", "_value": 11.0})
-    frame = data.parse_series(rows)
+    frame = frames.parse_series(rows)
     assert list(frame.columns) == ["time", "site", "device", "mean", "min", "max"]
     assert frame.iloc[0][["mean", "min", "max"]].tolist() == [10.0, 8.0, 15.0]
     assert frame.iloc[1]["mean"] == 11.0 and pd.isna(frame.iloc[1]["max"])
-    assert data.parse_series([]).empty
+    assert frames.parse_series([]).empty
 
 
 def test_alert_events_and_actions_fold_into_records() -> None:
-    events = data.parse_alert_events(
+    events = parse_alert_events(
         [
             {"_time": at(0), "site": "s", "device": "d", "type": "overheat",
              "severity": "critical", "state": "raised", "message": "hot", "value": 91.0},
@@ -121,7 +129,7 @@ def test_alert_events_and_actions_fold_into_records() -> None:
         ]
     )  # fmt: skip
     alert_id = f"s/d/overheat/{int(at(0).timestamp()) * NS}"
-    actions = data.parse_alert_actions(
+    actions = parse_alert_actions(
         [
             {"_time": at(60), "alert_id": alert_id, "action": "ack", "user": "ann",
              "note": "on it", "snooze_until_ns": 0},
@@ -130,7 +138,7 @@ def test_alert_events_and_actions_fold_into_records() -> None:
     )  # fmt: skip
     assert len(actions) == 1
     (record,) = fold_alerts(events, actions)
-    frame = data.alerts_frame([record], int(at(120).timestamp()) * NS)
+    frame = frames.alerts_frame([record], int(at(120).timestamp()) * NS)
     assert frame.iloc[0]["state"] == "acknowledged"
     assert frame.iloc[0]["count"] == 2
     assert frame.iloc[0]["acknowledged_by"] == "ann"
@@ -144,7 +152,7 @@ def test_counter_rates_survive_a_restart() -> None:
             "received": [100, 200, 50],  # restarted between the 2nd and 3rd report
         }
     )
-    rates = data.counter_rates(stats, ["received"])
+    rates = frames.counter_rates(stats, ["received"])
     assert rates["received"].tolist() == [10.0, 5.0]
 
 
@@ -158,27 +166,27 @@ def test_site_rollup_shows_the_worst_state() -> None:
             "lon": [11.0, 11.2, None],
         }
     )
-    sites = data.site_frame(devices).set_index("site")
+    sites = frames.site_frame(devices).set_index("site")
     assert sites.loc["a", "state"] == "STALE" and sites.loc["b", "state"] == "ONLINE"
     assert sites.loc["a", "lat"] == pytest.approx(48.1)
     assert pd.isna(sites.loc["b", "lat"])
 
 
 def test_names_are_allow_listed_before_they_reach_a_query() -> None:
-    assert data.check_keys([("site-1", "cam.2")]) == ["site-1/cam.2"]
+    assert frames.check_keys([("site-1", "cam.2")]) == ["site-1/cam.2"]
     with pytest.raises(ValueError):
-        data.check_keys([("site", 'x" or true')])
+        frames.check_keys([("site", 'x" or true')])
     with pytest.raises(ValueError):
-        data.check_metric("CPU temp")
+        frames.check_metric("CPU temp")
 
 
 def test_unreachable_message_says_what_to_do() -> None:
-    msg = data.unreachable_message("http://127.0.0.1:1", ConnectionRefusedError("refused"))
+    msg = store.unreachable_message("http://127.0.0.1:1", ConnectionRefusedError("refused"))
     assert "http://127.0.0.1:1 cannot be reached" in msg and "edgewatch stack up" in msg
     refused = ConnectionRefusedError("HTTPConnectionPool(host='127.0.0.1', port=42401)")
-    assert "cannot be reached" in data.unreachable_message("http://127.0.0.1:42401", refused)
+    assert "cannot be reached" in store.unreachable_message("http://127.0.0.1:42401", refused)
     unauthorized = ApiException(status=401, reason="Unauthorized")
-    assert "token" in data.unreachable_message("http://x", unauthorized)
+    assert "token" in store.unreachable_message("http://x", unauthorized)
 
 
 class _NoClient:
@@ -186,12 +194,12 @@ class _NoClient:
         raise AssertionError("a refused action must not reach InfluxDB")
 
 
-def _store() -> data.FleetStore:
-    connection = data.Connection(
+def _store() -> store.FleetStore:
+    connection = frames.Connection(
         url="http://x", org="o", token="t", bucket="b", bucket_1m="b1", bucket_1h="b2",
         bucket_ops="ops", timeout_s=1.0, ingest_interval_s=5.0,
     )  # fmt: skip
-    return data.FleetStore(client=_NoClient(), connection=connection)  # type: ignore[arg-type]
+    return store.FleetStore(client=_NoClient(), connection=connection)  # type: ignore[arg-type]
 
 
 RECORD = AlertRecord(
@@ -216,7 +224,7 @@ def test_unknown_actions_and_long_notes_are_refused() -> None:
 
 def test_device_filter_names_only_parameters_and_passes_values_as_params() -> None:
     keys = [("site-1", "cam.2"), ("site-2", "cam-9"), ("site-1", "cam.2")]
-    predicate, params = data.device_filter(keys)
+    predicate, params = frames.device_filter(keys)
     assert predicate == "(r.site == _s0 and r.device == _d0) or (r.site == _s1 and r.device == _d1)"
     assert params == {"s0": "site-1", "d0": "cam.2", "s1": "site-2", "d1": "cam-9"}
     for value in params.values():
@@ -224,14 +232,14 @@ def test_device_filter_names_only_parameters_and_passes_values_as_params() -> No
 
 
 def test_device_filter_is_bounded() -> None:
-    most = [("site", f"cam-{i}") for i in range(data.MAX_SERIES_DEVICES)]
-    predicate, params = data.device_filter(most)
-    assert predicate.count(" or ") == data.MAX_SERIES_DEVICES - 1
-    assert len(params) == 2 * data.MAX_SERIES_DEVICES
+    most = [("site", f"cam-{i}") for i in range(frames.MAX_SERIES_DEVICES)]
+    predicate, params = frames.device_filter(most)
+    assert predicate.count(" or ") == frames.MAX_SERIES_DEVICES - 1
+    assert len(params) == 2 * frames.MAX_SERIES_DEVICES
     with pytest.raises(ValueError, match="at most 20 devices"):
-        data.device_filter([*most, ("site", "one-more")])
+        frames.device_filter([*most, ("site", "one-more")])
     with pytest.raises(ValueError, match="at least one device"):
-        data.device_filter([])
+        frames.device_filter([])
 
 
 @pytest.mark.parametrize(
@@ -240,18 +248,18 @@ def test_device_filter_is_bounded() -> None:
 )
 def test_device_filter_refuses_names_outside_the_allow_list(key: tuple[str, str]) -> None:
     with pytest.raises(ValueError, match="not a valid site/device name"):
-        data.device_filter([("site-1", "cam-1"), key])
+        frames.device_filter([("site-1", "cam-1"), key])
 
 
 def test_series_queries_take_the_device_predicate_and_nothing_else() -> None:
-    predicate, _ = data.device_filter([("site-1", "cam-1")])
+    predicate, _ = frames.device_filter([("site-1", "cam-1")])
     for name in ("series_rollup", "series_raw", "series_raw_bool", "series_raw_last"):
-        text = data.render_query(name, predicate)
-        assert data.DEVICES_MARK not in text and "_s0" in text
+        text = store.render_query(name, predicate)
+        assert frames.DEVICES_MARK not in text and "_s0" in text
         with pytest.raises(ValueError, match="needs a device predicate"):
-            data.render_query(name)
+            store.render_query(name)
     with pytest.raises(ValueError, match="takes no device predicate"):
-        data.render_query("state_device_status", predicate)
+        store.render_query("state_device_status", predicate)
 
 
 def test_boolean_window_means_give_min_and_max() -> None:
@@ -260,7 +268,7 @@ def test_boolean_window_means_give_min_and_max() -> None:
         {"_time": at(60), "site": "s", "device": "d", "_value": 0.25},
         {"_time": at(120), "site": "s", "device": "d", "_value": 0.0},
     ]
-    frame = data.parse_series(data.bool_window_rows(rows))
+    frame = frames.parse_series(frames.bool_window_rows(rows))
     assert frame[["mean", "min", "max"]].values.tolist() == [
         [1.0, 1.0, 1.0],
         [0.25, 0.0, 1.0],
@@ -273,6 +281,6 @@ def test_series_rows_may_come_one_per_window() -> None:
         {"_time": at(60), "site": "s", "device": "d", "mean": 2.0, "min": 1.0, "max": 3.0},
         {"_time": at(0), "site": "s", "device": "d", "mean": 1.0, "min": None, "max": 1.5},
     ]
-    frame = data.parse_series(rows)
+    frame = frames.parse_series(rows)
     assert frame["mean"].tolist() == [1.0, 2.0]
     assert pd.isna(frame.iloc[0]["min"]) and frame.iloc[1]["max"] == 3.0

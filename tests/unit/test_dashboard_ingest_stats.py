@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from dashboard.data import counter_rates, ingest_instances, ingest_stats_window, per_instance
+from dashboard.frames import counter_rates, ingest_instances, ingest_stats_window, per_instance
 from dashboard.ranges import TimeRange
 
 STOP = datetime(2026, 1, 1, tzinfo=UTC)
