@@ -64,6 +64,7 @@ from edgewatch.rows import (
 from edgewatch.rules import RulesConfig
 from edgewatch.settings import Settings
 from edgewatch.silences import Silence, fold_silences, in_maintenance, parse_silence_rows
+from shared.flux import read_flux
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ class AlerterStore:
         return self._last_stamp_ns
 
     def _query(self, name: str, params: Mapping[str, Any]) -> list[Row]:
-        text = (QUERIES_DIR / f"{name}.flux").read_text(encoding="utf-8")
+        text = read_flux(QUERIES_DIR, name)
         started = time.perf_counter()
         try:
             tables = self._client.query_api().query(

@@ -68,6 +68,7 @@ from edgewatch.rows import (
 )
 from edgewatch.rows import time_ns as _ns
 from edgewatch.schema import alert_action_line, device_action_line
+from shared.flux import read_flux
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ QUERIES_DIR = Path(__file__).parent / "queries"
 
 @functools.cache
 def load_query(name: str) -> str:
-    """The text of `queries/<name>.flux` (fixed text: only parameters vary)."""
-    return (QUERIES_DIR / f"{name}.flux").read_text(encoding="utf-8")
+    """The text of `queries/<name>.flux`, or of the shared one (fixed text: only parameters
+    vary)."""
+    return read_flux(QUERIES_DIR, name)
 
 
 def render_query(name: str, devices: str | None = None) -> str:
