@@ -59,12 +59,13 @@ from edgewatch.rows import (
     parse_alert_events,
     parse_device_actions,
     parse_heartbeat,
-    parse_snapshots,
+    parse_shadow,
 )
 from edgewatch.rules import RulesConfig
 from edgewatch.settings import Settings
 from edgewatch.silences import Silence, fold_silences, in_maintenance, parse_silence_rows
 from shared.flux import read_flux
+from shared.influxql import InfluxQLClient, read_influxql
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +270,9 @@ class AlerterStore:
         self._actions: dict[tuple[str, str, str, int], AlertAction] = {}
         self._last_read: datetime | None = None
         self._reads_since_full = 0
+        self._influxql = InfluxQLClient(
+            url=config.url, token=config.token, timeout_s=config.timeout_s
+        )
 
     @property
     def config(self) -> StoreConfig:
@@ -287,6 +291,17 @@ class AlerterStore:
                 text, org=self._config.org, params={f"_{k}": v for k, v in params.items()}
             )
             rows = [dict(record.values) for table in tables for record in table.records]
+        except Exception as exc:
+            raise StoreUnavailableError(f"query {name} failed: {exc}") from exc
+        logger.debug(
+            "query %s: %d rows in %.0f ms", name, len(rows), (time.perf_counter() - started) * 1000
+        )
+        return rows
+
+    def _influxql_rows(self, name: str, database: str) -> list[Row]:
+        started = time.perf_counter()
+        try:
+            rows = self._influxql.rows(database, read_influxql(QUERIES_DIR, name))
         except Exception as exc:
             raise StoreUnavailableError(f"query {name} failed: {exc}") from exc
         logger.debug(
@@ -382,12 +397,11 @@ class AlerterStore:
     ) -> tuple[
         list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo], Heartbeat, list[DeviceAction]
     ]:
-        """The reads the dashboard's fleet load makes too: statuses and last-seen (state
-        bucket, from its beginning), the ingest heartbeat (raw), retirements (ops)."""
+        """The reads the dashboard's fleet load makes too: the device shadow (state bucket),
+        the ingest heartbeat (raw), retirements (ops)."""
         whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
-        state = {**whole, "bucket": self._config.bucket_state}
-        snapshots, info = parse_snapshots(
-            self._query("state_device_status", state), self._query("state_last_seen", state)
+        snapshots, info = parse_shadow(
+            self._influxql_rows("device_shadow", self._config.bucket_state)
         )
         heartbeat = parse_heartbeat(
             self._query(

@@ -32,6 +32,9 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
+from bench.queries import SEED_WRITER
+from edgewatch.models import AlertEvent, Reading, StatusEvent, Telemetry
+from edgewatch.schema import state_lines as schema_state_lines
 from edgewatch.settings import load_settings
 from stack.ephemeral import InfluxFixture, cached_influxd, running_influxdb
 
@@ -68,29 +71,30 @@ def rollup_lines(devices: int, start_s: int, stop_s: int) -> Iterator[str]:
 
 
 def state_lines(devices: int, start_s: int, stop_s: int) -> Iterator[str]:
+    """Births (half the fleet moved to the new version at mid-range), last-seen and the
+    shadow as the ingest writes them (edgewatch.schema.state_lines), and a few alerts."""
     middle = (start_s + stop_s) // 2
     for d in range(devices):
-        tags = _tags(d)
+        site, name = f"site-{d % 50:02d}", f"cam-{d:04d}"
         births = [(start_s + d % 600, "1.4.2", SHA_OLD)]
         if d % 2 == 0:
             births.append((middle + d % 600, "1.5.0", SHA_NEW))
         for at, version, sha in births:
-            yield (
-                f'device_status,{tags} state="online",interval_s=10.0,model="yolo-v8n",'
-                f'model_version="{version}",model_sha256="{sha}",'
-                f'labels="{{\\"ring\\":\\"{"canary" if d < 20 else "stable"}\\"}}",'
-                f"ts_ns={at * NS}i {at * NS}"
-            )
-        last = stop_s - 30 - d % 10
-        hour = last - last % HOUR_S
-        seen = f"received_ns={last * NS}i,reading_ns={last * NS}i"
-        yield f"device_last_seen,{tags} {seen} {hour * NS}"
+            birth = StatusEvent(
+                site=site, device=name, ts_ns=at * NS, state="online", interval_s=10.0,
+                model="yolo-v8n", model_version=version, model_sha256=sha,
+                labels=(("ring", "canary" if d < 20 else "stable"),),
+            )  # fmt: skip
+            yield from schema_state_lines(birth, at * NS, writer=SEED_WRITER)
+        last = (stop_s - 30 - d % 10) * NS
+        reading = Telemetry(site=site, device=name, readings=(Reading(last, {"x": 1.0}),))
+        yield from schema_state_lines(reading, last, writer=SEED_WRITER)
         if d % 10 == 0:
-            at = start_s + 86400 + d * 60
-            yield (
-                f'alert_event,{tags},type=overheat severity="critical",state="raised",'
-                f"received_ns={at * NS}i {at * NS}"
+            at = (start_s + 86400 + d * 60) * NS
+            alert = AlertEvent(
+                site=site, device=name, ts_ns=at, type="overheat", severity="critical"
             )
+            yield from schema_state_lines(alert, at, writer=SEED_WRITER)
 
 
 def write(fx: InfluxFixture, bucket: str, lines: Iterator[str]) -> int:

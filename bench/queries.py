@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 from bench.harness import BenchEnv, Progress
 from bench.runner import percentile
 from bench.workload import device_name
+from edgewatch.models import Reading, StatusEvent, Telemetry
+from edgewatch.schema import state_lines
 
 SEED_BATCH_LINES = 10_000
 SEED_WRITERS = 2
@@ -58,6 +60,11 @@ def _value(device: int, metric: int, t_minutes: float) -> float:
     base = (55.0, 24.0, 22.0)[metric] + (device % 7)
     amplitude = (12.0, 6.0, 5.0)[metric]
     return base + amplitude * math.sin(2 * math.pi * (t_minutes / 1440.0) + device * 0.37)
+
+
+# Seeded state is written as the default ingest instance would write it.
+SEED_WRITER = "ingest-1"
+STATE_LINES_PER_DEVICE = 4
 
 
 def _tags(device: int) -> str:
@@ -123,20 +130,22 @@ def fleet_lines(devices: int, now_s: int) -> Iterator[str]:
 
 
 def fleet_state_lines(devices: int, now_s: int, first: int = 0) -> Iterator[str]:
-    """The state bucket's side of `fleet_lines` (edgewatch.schema.state_lines): each birth at
-    its receipt time, and each device's last-seen point of the current hour (devices `first`
-    to `devices - 1`)."""
-    hour_s = now_s - now_s % 3600
+    """The state bucket's side of `fleet_lines`, as the ingest writes it
+    (edgewatch.schema.state_lines): each birth at its receipt time, and each device's newest
+    reading (its last-seen point of the current hour and its shadow), for devices `first` to
+    `devices - 1`: `STATE_LINES_PER_DEVICE` lines a device."""
     for d in range(first, devices):
-        tags = _tags(d)
+        site, name = device_name(d)
         born = (now_s - 3600 - d % 60) * NS
-        yield (
-            f'device_status,{tags} state="online",interval_s=10.0,model="yolo-v8n",'
-            f'model_version="1.4.2",firmware="2.1.0",lat={48 + d % 10 * 0.01:.2f},'
-            f"lon={11 + d % 10 * 0.01:.2f},ts_ns={born}i {born}"
-        )
+        birth = StatusEvent(
+            site=site, device=name, ts_ns=born, state="online", interval_s=10.0,
+            model="yolo-v8n", model_version="1.4.2", firmware="2.1.0",
+            lat=round(48 + d % 10 * 0.01, 2), lon=round(11 + d % 10 * 0.01, 2),
+        )  # fmt: skip
+        yield from state_lines(birth, born, writer=SEED_WRITER)
         newest = (now_s - 30 + 2 * 10 - d % 10) * NS
-        yield f"device_last_seen,{tags} received_ns={newest}i,reading_ns={newest}i {hour_s * NS}"
+        reading = Telemetry(site=site, device=name, readings=(Reading(newest, {"x": 1.0}),))
+        yield from state_lines(reading, newest, writer=SEED_WRITER)
 
 
 class Seeder:
@@ -246,7 +255,7 @@ def seed_all(
         env.buckets.state,
         fleet_state_lines(cfg.fleet_devices, now_s),
         label=f"fleet state ({cfg.fleet_devices} devices)",
-        total=cfg.fleet_devices * 2,
+        total=cfg.fleet_devices * STATE_LINES_PER_DEVICE,
     )
     return {"lines": counts, "seconds": time.monotonic() - started}
 
@@ -317,7 +326,7 @@ def fleet_scale(
                 env.buckets.state,
                 fleet_state_lines(size, now_s, first=have),
                 label=f"fleet state devices {have:,}..{size - 1:,}",
-                total=(size - have) * 2,
+                total=(size - have) * STATE_LINES_PER_DEVICE,
             )
             have = size
         progress(f"query: fleet overview of {size:,} devices (state bucket)")

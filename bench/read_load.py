@@ -24,7 +24,13 @@ from typing import Any
 
 from bench.harness import BenchEnv, bench_env, stderr_progress
 from bench.procstat import ProcSample
-from bench.queries import Seeder, fleet_lines, fleet_state_lines, fleet_store
+from bench.queries import (
+    STATE_LINES_PER_DEVICE,
+    Seeder,
+    fleet_lines,
+    fleet_state_lines,
+    fleet_store,
+)
 from bench.runner import PublisherProcess, field_counts, wait_for_count, warm_up
 from bench.scenarios import ingest_processes
 from edgewatch.settings import load_settings
@@ -126,7 +132,7 @@ def run(clients: int, seconds: float, devices: int) -> dict[str, Any]:
             env.buckets.state,
             fleet_state_lines(devices, now_s),
             label=f"state ({devices:,} devices)",
-            total=devices * 2,
+            total=devices * STATE_LINES_PER_DEVICE,
         )
         seeder.seed(env.buckets.raw, fleet_lines(10, now_s), label="heartbeat", total=52)
         bucket = env.create_bucket("read_load_raw")

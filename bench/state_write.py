@@ -38,7 +38,11 @@ def entries(messages: int, start_ns: int) -> list[Entry]:
         payload = f'{{"ts": {ts / NS:.9f}, "seq": {i}, "metrics": {{{metrics}}}}}'.encode()
         topic = f"{ROOT}/site-{device % 10}/dev-{device:04d}/telemetry"
         received = start_ns + i * 1000
-        out.append(to_entry(InboundMessage(topic, payload, received, ack_token=i), root=ROOT))
+        out.append(
+            to_entry(
+                InboundMessage(topic, payload, received, ack_token=i), root=ROOT, instance="bench"
+            )
+        )
     return out
 
 

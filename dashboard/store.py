@@ -64,11 +64,12 @@ from edgewatch.rows import (
     parse_alert_events,
     parse_device_actions,
     parse_heartbeat,
-    parse_snapshots,
+    parse_shadow,
 )
 from edgewatch.rows import time_ns as _ns
 from edgewatch.schema import alert_action_line, device_action_line
 from shared.flux import read_flux
+from shared.influxql import InfluxQLClient, read_influxql
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,22 @@ class FleetStore:
     def __init__(self, *, client: InfluxDBClient, connection: Connection) -> None:
         self._client = client
         self._conn = connection
+        self._influxql: InfluxQLClient | None = None
+
+    def _influxql_rows(self, name: str, database: str) -> list[dict[str, Any]]:
+        """Run `shared/queries/<name>.influxql` on `database`; failures worded as `_run`'s."""
+        if self._influxql is None:
+            self._influxql = InfluxQLClient(
+                url=self._conn.url, token=self._conn.token, timeout_s=self._conn.timeout_s
+            )
+        try:
+            return self._influxql.rows(database, read_influxql(QUERIES_DIR, name))
+        except Exception as exc:
+            logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
+            message = query_failure_message(name, self._conn.url, self._conn.timeout_s, exc)
+            raise StoreUnavailableError(
+                message or unreachable_message(self._conn.url, exc)
+            ) from exc
 
     @property
     def connection(self) -> Connection:
@@ -216,10 +233,9 @@ class FleetStore:
     def fleet(self, now_ns: int) -> FleetView:
         """Every device the state bucket knows, however long silent, with its health."""
         now = datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=UTC)
-        params = {"bucket": self._conn.bucket_state, "start": BEGINNING, "stop": now + FUTURE_SKEW}
-        status_rows = self._query("state_device_status", params)
-        seen_rows = self._query("state_last_seen", params)
-        snapshots, info = parse_snapshots(status_rows, seen_rows)
+        snapshots, info = parse_shadow(
+            self._influxql_rows("device_shadow", self._conn.bucket_state)
+        )
         beat = self.heartbeat(now)
         health = fleet_health(
             snapshots,

@@ -158,6 +158,84 @@ def parse_snapshots(
     return snapshots, info
 
 
+SHADOW_DESCRIBED_FIELDS: tuple[str, ...] = (
+    "interval_s",
+    "model",
+    "model_version",
+    "firmware",
+    "lat",
+    "lon",
+    "labels",
+    "model_sha256",
+)
+
+
+def _newest(rows: list[Row], clock: str, name: str | None = None) -> Row | None:
+    """Of one device's shadow rows (one per writer), the one whose `clock` is greatest among
+    those that hold `name` (or `clock` itself)."""
+    holding = [
+        row
+        for row in rows
+        if as_int(row.get(clock)) is not None and row.get(name or clock) is not None
+    ]
+    return max(holding, key=lambda row: as_int(row.get(clock)) or 0, default=None)
+
+
+def parse_shadow(
+    rows: Iterable[Row],
+) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo]]:
+    """Device snapshots and self-descriptions from the device shadow (`device_shadow`, one
+    row per device and writer, fields as columns: edgewatch.schema.shadow_line).
+
+    The same answer as `parse_snapshots` over the status and last-seen history: each group
+    of fields is taken from the writer that heard it last (writers are ingest instances and
+    the retained copies), so replicas and a broker's old retained birth never hide a newer
+    status, and a last will keeps the model and location of the last birth.
+    """
+    by_device: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        by_device.setdefault((str(row["site"]), str(row["device"])), []).append(row)
+    snapshots: list[DeviceSnapshot] = []
+    info: dict[tuple[str, str], DeviceInfo] = {}
+    for key in sorted(by_device):
+        device_rows = by_device[key]
+        if len(device_rows) == 1:
+            # One writer (one ingest, nothing retained): every group is that row's.
+            only = device_rows[0]
+            status, seen = only, only
+            said = {name: only.get(name) for name in SHADOW_DESCRIBED_FIELDS}
+        else:
+            status = _newest(device_rows, "status_received_ns", "state") or {}
+            seen = _newest(device_rows, "seen_received_ns") or {}
+            said = {}
+            for name in SHADOW_DESCRIBED_FIELDS:
+                holder = _newest(device_rows, "described_received_ns", name)
+                if holder is not None:
+                    said[name] = holder[name]
+        snapshots.append(
+            DeviceSnapshot(
+                site=key[0],
+                device=key[1],
+                last_telemetry_ns=as_int(seen.get("seen_reading_ns")),
+                status_state=as_text(status.get("state")),
+                status_ns=as_int(status.get("status_ts_ns")),
+                status_reason=as_text(status.get("reason")) or None,
+                interval_s=as_float(said.get("interval_s")),
+                telemetry_received_ns=as_int(seen.get("seen_received_ns")),
+                status_received_ns=as_int(status.get("status_received_ns")),
+            )
+        )
+        info[key] = DeviceInfo(
+            model=as_text(said.get("model")),
+            model_version=as_text(said.get("model_version")),
+            firmware=as_text(said.get("firmware")),
+            lat=as_float(said.get("lat")),
+            lon=as_float(said.get("lon")),
+            labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
+        )
+    return snapshots, info
+
+
 def parse_device_actions(rows: Iterable[Row]) -> list[DeviceAction]:
     """`device_action` rows (pivoted) into actions; rows missing the action are left out."""
     actions = []

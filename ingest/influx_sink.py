@@ -35,7 +35,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
-from ingest.pipeline import Entry
+from ingest.pipeline import Entry, state_lines_to_write
 
 BACKOFF_INITIAL_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
@@ -229,7 +229,7 @@ class InfluxSink:
         """Write each bucket's lines of `part`; the first refusal (or give-up) is the answer."""
         groups = (
             (self._post, [line for entry in part for line in entry.raw_lines(self._clock())]),
-            (self._state_post, [line for entry in part for line in entry.state_lines]),
+            (self._state_post, state_lines_to_write(part)),
         )
         response = WriteResponse(status=204)
         for post, lines in groups:

@@ -158,6 +158,7 @@ class IngestService:
         self.stats = IngestStats()
         self._pipeline = Pipeline(
             root=settings.mqtt_topic_root,
+            instance=settings.ingest_instance,
             stats=self.stats,
             batch_max_lines=settings.ingest_batch_max_lines,
             flush_interval_seconds=settings.ingest_flush_interval_seconds,

@@ -11,7 +11,6 @@ reads and writes the 1-minute and 1-hour buckets).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import requests
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
@@ -48,6 +46,7 @@ from rollup.plan import (
     seconds_ns,
     stats_from_points,
 )
+from shared.influxql import InfluxQLClient
 
 logger = logging.getLogger(__name__)
 
@@ -89,36 +88,19 @@ class RollupStore:
         self.raw = settings.influxdb_bucket
         self.bucket_1m = settings.influxdb_bucket_1m
         self.bucket_1h = settings.influxdb_bucket_1h
-        # InfluxQL goes through the v1-compatible /query endpoint, which influxdb-client does
-        # not wrap: one HTTP session with the same URL, token and timeout.
-        self._url = settings.influxdb_url.rstrip("/")
-        self._timeout_s = settings.rollup_timeout_seconds
-        self._http = requests.Session()
         secret = settings.rollup_token or settings.influxdb_token
-        if secret is not None:
-            self._http.headers["Authorization"] = f"Token {secret.get_secret_value()}"
-        self._http.headers["Accept"] = "application/json"
+        self._influxql = InfluxQLClient(
+            url=settings.influxdb_url,
+            token=secret.get_secret_value() if secret is not None else "",
+            timeout_s=settings.rollup_timeout_seconds,
+        )
 
     def close(self) -> None:
-        self._http.close()
+        self._influxql.close()
 
     def influxql(self, statement: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """Run one InfluxQL statement on the raw bucket (its virtual v1 database); its series."""
-        response = self._http.post(
-            f"{self._url}/query",
-            params={"db": self.raw, "epoch": "ns"},
-            data={"q": statement, "params": json.dumps(dict(params))},
-            timeout=self._timeout_s,
-        )
-        if response.status_code != 200:
-            raise RuntimeError(
-                f"InfluxDB /query answered {response.status_code}: {response.text[:300]}"
-            )
-        results = response.json().get("results") or [{}]
-        first = results[0]
-        if "error" in first:
-            raise RuntimeError(f"InfluxDB /query failed: {first['error']}")
-        return list(first.get("series") or [])
+        return self._influxql.series(self.raw, statement, params)
 
     def target(self, level: str) -> str:
         return self.bucket_1m if level == LEVEL_1M else self.bucket_1h

@@ -43,6 +43,8 @@ from edgewatch.schema import (
 )
 
 NS = 1_000_000_000
+# The device shadow's writer for seeded state: the ingest instance a stack runs by default.
+SEED_WRITER = "ingest-1"
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,9 @@ def state_lines_of(received: Received) -> list[str]:
     """The state bucket's lines for messages received at the given times, in that order
     (a later last-seen of the same hour overwrites an earlier one, as in the ingest)."""
     ordered = sorted(received, key=lambda item: item[0])
-    return [text for at, message in ordered for text in state_lines(message, at)]
+    return [
+        text for at, message in ordered for text in state_lines(message, at, writer=SEED_WRITER)
+    ]
 
 
 def _telemetry(

@@ -25,7 +25,7 @@ from edge.rollout import RolloutPlan, plan_rollout
 from edge.sites import fleet_sites
 from edgewatch.models import Reading, StatusEvent, Telemetry
 from edgewatch.schema import state_lines, telemetry_lines
-from tests.integration.dashboard_seed import DashboardDB
+from tests.integration.dashboard_seed import SEED_WRITER, DashboardDB
 
 NS = 1_000_000_000
 SEED = 1
@@ -73,7 +73,7 @@ def seed_models(db: DashboardDB) -> ModelTruth:
                     interval_s=INTERVAL_S, model=running.model, model_version=version,
                     model_sha256=running.sha256, labels=plan.labels(spec),
                 )  # fmt: skip
-                state.extend(state_lines(status, ts_ns))
+                state.extend(state_lines(status, ts_ns, writer=SEED_WRITER))
             dev_state, sample = next_sample(spec, dev_state, ts_ns, rng, slowdown=running.slowdown)
             message = Telemetry(spec.site, spec.device, (Reading(ts_ns, sample.metrics),))
             raw.extend(telemetry_lines(message))

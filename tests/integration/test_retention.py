@@ -145,7 +145,7 @@ def seed_old_fleet(db: DashboardDB, now: int) -> OldFleet:
     lines = [
         text
         for received, message in sorted(messages, key=lambda m: m[0])
-        for text in state_lines(message, received)
+        for text in state_lines(message, received, writer="ingest-1")
     ]
     db.write(lines, bucket=db.bucket_state)
     aid = alert_id(SITE, "cam-gone", "overheat", opened)

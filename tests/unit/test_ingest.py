@@ -12,7 +12,13 @@ from edgewatch.models import InboundMessage
 from edgewatch.settings import load_settings
 from ingest.influx_sink import InfluxSink, WriteResponse, parse_retry_after
 from ingest.mqtt_source import MonotonicNs, make_ack_token, split_ack_token, subscription_topics
-from ingest.pipeline import Entry, Pipeline, storage_dead_letter, to_entry
+from ingest.pipeline import (
+    Entry,
+    Pipeline,
+    state_lines_to_write,
+    storage_dead_letter,
+    to_entry,
+)
 from ingest.service import IngestService
 from ingest.stats import IngestStats, percentile
 
@@ -33,21 +39,21 @@ def _good(i: int) -> bytes:
 
 
 def test_to_entry_gives_lines_or_a_dead_letter_with_the_same_token() -> None:
-    good = to_entry(_msg(_good(1), token=7), root=ROOT)
+    good = to_entry(_msg(_good(1), token=7), root=ROOT, instance="ingest-1")
     assert good.kind == "telemetry"
     assert good.ack_token == 7
     assert good.lines == (
         "telemetry,device=d,site=s x=1.0 1767225001000000000",
         "device_seen,device=d,site=s readings=1i 1767225001000000000",
     )
-    bad = to_entry(_msg(b"nope", token=8), root=ROOT)
+    bad = to_entry(_msg(b"nope", token=8), root=ROOT, instance="ingest-1")
     assert bad.kind == "dead_letter"
     assert bad.ack_token == 8
     assert bad.lines[0].startswith("dead_letter,code=json ")
 
 
 def test_storage_dead_letter_carries_influxdb_reason() -> None:
-    entry = to_entry(_msg(_good(1), token=3), root=ROOT)
+    entry = to_entry(_msg(_good(1), token=3), root=ROOT, instance="ingest-1")
     letter = storage_dead_letter(entry, 'field type conflict: "x"')
     assert letter.ack_token == 3
     assert letter.code == "storage"
@@ -56,8 +62,11 @@ def test_storage_dead_letter_carries_influxdb_reason() -> None:
 
 def test_pipeline_cuts_batches_by_lines_and_by_age() -> None:
     stats = IngestStats()
-    # A reading is three lines (telemetry, device_seen; last-seen in state), a dead letter one.
-    pipeline = Pipeline(root=ROOT, stats=stats, batch_max_lines=7, flush_interval_seconds=1.0)
+    # A reading is four lines (telemetry, device_seen; last-seen and shadow in state), a dead
+    # letter one.
+    pipeline = Pipeline(
+        root=ROOT, instance="ingest-1", stats=stats, batch_max_lines=9, flush_interval_seconds=1.0
+    )
     pipeline.add_message(_msg(_good(1), 1), now=10.0)
     assert not pipeline.is_due(10.5)
     assert pipeline.is_due(11.0)
@@ -139,16 +148,19 @@ def test_sink_isolates_refused_messages_and_stores_the_rest() -> None:
 
 
 def test_to_entry_fills_the_state_lines_with_the_receipt_time() -> None:
-    entry = to_entry(_msg(_good(1), token=7), root=ROOT)
-    assert len(entry.state_lines) == 1
+    entry = to_entry(_msg(_good(1), token=7), root=ROOT, instance="ingest-1")
+    assert len(entry.state_lines) == 2
     assert entry.state_lines[0].startswith("device_last_seen,device=d,site=s ")
     assert f"received_ns={NOW + 7}i" in entry.state_lines[0]
+    assert entry.state_lines[1].startswith("device_shadow,device=d,site=s,writer=ingest-1 ")
     status = to_entry(
         _msg(b'{"state": "offline", "reason": "lwt"}', token=8, topic=f"{ROOT}/s/d/status"),
         root=ROOT,
+        instance="ingest-1",
     )
     assert status.state_lines[0].endswith(f" {NOW + 8}")
-    assert to_entry(_msg(b"nope", token=9), root=ROOT).state_lines == ()
+    assert f"status_received_ns={NOW + 8}i" in status.state_lines[1]
+    assert to_entry(_msg(b"nope", token=9), root=ROOT, instance="ingest-1").state_lines == ()
 
 
 def test_a_retained_status_is_not_taken_as_heard_now() -> None:
@@ -161,7 +173,35 @@ def test_a_retained_status_is_not_taken_as_heard_now() -> None:
         ack_token=1,
         retained=True,
     )
-    assert to_entry(message, root=ROOT).state_lines[0].endswith(" 1767225000000000000")
+    lines = to_entry(message, root=ROOT, instance="ingest-1").state_lines
+    assert lines[0].endswith(" 1767225000000000000")
+    # The broker's copy is the shadow's own writer: it never overwrites what an ingest heard.
+    assert lines[1].startswith("device_shadow,device=d,site=s,writer=retained ")
+
+
+def test_state_lines_to_write_sends_each_overwrite_once() -> None:
+    # Three messages of one device in one batch: one last-seen and one shadow line remain,
+    # the newest; a status between them is kept whole.
+    entries = [
+        to_entry(_msg(_good(1), token=1), root=ROOT, instance="ingest-1"),
+        to_entry(
+            _msg(b'{"state": "online", "model": "m"}', token=2, topic=f"{ROOT}/s/d/status"),
+            root=ROOT,
+            instance="ingest-1",
+        ),
+        to_entry(_msg(_good(2), token=3), root=ROOT, instance="ingest-1"),
+        to_entry(_msg(_good(3), token=4), root=ROOT, instance="ingest-1"),
+    ]
+    lines = state_lines_to_write(entries)
+    assert [text.split(",", 1)[0] for text in lines] == [
+        "device_status",
+        "device_shadow",
+        "device_last_seen",
+        "device_shadow",
+    ]
+    assert f"received_ns={NOW + 4}i" in lines[2]
+    assert f"seen_received_ns={NOW + 4}i" in lines[3]
+    assert 'model="m"' in lines[1]
 
 
 def _state_entry(name: str, token: int) -> Entry:

@@ -25,7 +25,7 @@ def test_a_line_protocol_failure_dead_letters_the_message(
         received_ns=1_767_225_600_000_000_000,
         ack_token=7,
     )
-    entry = to_entry(message, root=ROOT)
+    entry = to_entry(message, root=ROOT, instance="ingest-1")
     assert entry.is_dead_letter
     assert entry.code == REJECT_INTERNAL
     assert entry.ack_token == 7

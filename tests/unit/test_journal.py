@@ -218,6 +218,7 @@ def test_rollup_markers_survive_a_reopen_and_fall_due_by_the_write_time(tmp_path
             ack_token=1,
         ),
         root=ROOT,
+        instance="ingest-1",
     )
     marker = f"rollup_dirty,device=d,site=s received_ns={received_ns}i {hour}"
     assert entry.rollup_markers == ((hour + 120 * 10**9, marker),)

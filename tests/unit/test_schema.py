@@ -107,31 +107,40 @@ def test_state_lines_telemetry_is_a_last_seen_point_per_hour_of_receipt() -> Non
         readings=(Reading(ts_ns=7, metrics={"x": 1.0}), Reading(ts_ns=9, metrics={"x": 2.0})),
     )
     hour = RECEIVED - RECEIVED % HOUR_NS
-    assert state_lines(message, RECEIVED) == [
-        f"device_last_seen,device=d,site=s received_ns={RECEIVED}i,reading_ns=9i {hour}"
+    assert state_lines(message, RECEIVED, writer="i1") == [
+        f"device_last_seen,device=d,site=s received_ns={RECEIVED}i,reading_ns=9i {hour}",
+        f"device_shadow,device=d,site=s,writer=i1 seen_received_ns={RECEIVED}i,"
+        "seen_reading_ns=9i 0",
     ]
     # A later message in the same hour overwrites the same point (same series, same time).
-    later = state_lines(message, RECEIVED + 60 * 1_000_000_000)[0]
+    later = state_lines(message, RECEIVED + 60 * 1_000_000_000, writer="i1")[0]
     assert later.endswith(f" {hour}")
 
 
 def test_state_lines_status_is_stamped_with_its_receipt_and_keeps_its_own_time() -> None:
     will = StatusEvent(site="s", device="d", ts_ns=RECEIVED, state="offline", reason="lwt")
-    assert state_lines(will, RECEIVED) == [
-        f'device_status,device=d,site=s state="offline",reason="lwt",ts_ns={RECEIVED}i {RECEIVED}'
+    assert state_lines(will, RECEIVED, writer="i1") == [
+        f'device_status,device=d,site=s state="offline",reason="lwt",ts_ns={RECEIVED}i {RECEIVED}',
+        # The shadow: a will sets the state group only, the birth's description stays.
+        'device_shadow,device=d,site=s,writer=i1 state="offline",reason="lwt",'
+        f"status_ts_ns={RECEIVED}i,status_received_ns={RECEIVED}i 0",
     ]
     birth = StatusEvent(
         site="s", device="d", ts_ns=5, state="online", interval_s=300.0, model="yolo"
     )
-    assert state_lines(birth, RECEIVED) == [
+    assert state_lines(birth, RECEIVED, writer="i1") == [
         "device_status,device=d,site=s "
-        f'state="online",interval_s=300.0,model="yolo",ts_ns=5i {RECEIVED}'
+        f'state="online",interval_s=300.0,model="yolo",ts_ns=5i {RECEIVED}',
+        # No reason: written empty, so an older will's reason cannot explain this state.
+        'device_shadow,device=d,site=s,writer=i1 state="online",reason="",status_ts_ns=5i,'
+        f'status_received_ns={RECEIVED}i,interval_s=300.0,model="yolo",'
+        f"described_received_ns={RECEIVED}i 0",
     ]
 
 
 def test_state_lines_alert_keeps_its_own_time_and_adds_the_receipt() -> None:
     alert = AlertEvent(site="s", device="d", ts_ns=5, type="overheat", severity="major")
-    assert state_lines(alert, RECEIVED) == [
+    assert state_lines(alert, RECEIVED, writer="i1") == [
         "alert_event,device=d,site=s,type=overheat "
         f'severity="major",state="raised",message="",received_ns={RECEIVED}i 5'
     ]
