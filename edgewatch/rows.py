@@ -16,7 +16,15 @@ from typing import Any
 
 from edgewatch.alerts import AlertAction, StoredAlertEvent
 from edgewatch.health import DeviceAction, DeviceSnapshot
-from edgewatch.schema import parse_labels_text
+from edgewatch.schema import (
+    MEASUREMENT_SHADOW,
+    SHADOW_REBUILT_WRITER,
+    SHADOW_TIME_NS,
+    FieldValue,
+    labels_text,
+    line,
+    parse_labels_text,
+)
 
 Row = Mapping[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -234,6 +242,43 @@ def parse_shadow(
             labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
         )
     return snapshots, info
+
+
+def rebuilt_shadow_lines(
+    snapshot: DeviceSnapshot, info: DeviceInfo, *, writer: str = SHADOW_REBUILT_WRITER
+) -> list[str]:
+    """The shadow of one device as its history says (`edgewatch.rows.parse_snapshots`), for
+    a store that has the history but not the shadow (an upgrade). Its own writer, carrying
+    the history's receipt times, so whatever an ingest heard since wins over it."""
+    tags = {"site": snapshot.site, "device": snapshot.device, "writer": writer}
+    out: list[str] = []
+    if snapshot.status_state is not None and snapshot.status_ns is not None:
+        heard = snapshot.status_received_ns or snapshot.status_ns
+        described: dict[str, FieldValue | None] = {
+            "interval_s": snapshot.interval_s,
+            "model": info.model,
+            "model_version": info.model_version,
+            "firmware": info.firmware,
+            "lat": info.lat,
+            "lon": info.lon,
+            "labels": labels_text(info.labels),
+        }
+        has_description = any(value is not None for value in described.values())
+        fields: dict[str, FieldValue | None] = {
+            "state": snapshot.status_state,
+            "reason": snapshot.status_reason or "",
+            "status_ts_ns": snapshot.status_ns,
+            "status_received_ns": heard,
+            **described,
+            "described_received_ns": heard if has_description else None,
+        }
+        out.append(line(MEASUREMENT_SHADOW, tags, fields, SHADOW_TIME_NS))
+    seen = snapshot.telemetry_heard_ns
+    if seen is not None:
+        reading = snapshot.last_telemetry_ns if snapshot.last_telemetry_ns is not None else seen
+        fields = {"seen_received_ns": seen, "seen_reading_ns": reading}
+        out.append(line(MEASUREMENT_SHADOW, tags, fields, SHADOW_TIME_NS))
+    return out
 
 
 def parse_device_actions(rows: Iterable[Row]) -> list[DeviceAction]:

@@ -38,6 +38,8 @@ SHADOW_TIME_NS = 0
 # they get a writer of their own, so that an old retained birth can never overwrite a newer
 # status an ingest wrote; readers take each group of fields from the writer that heard it last.
 SHADOW_RETAINED_WRITER = "retained"
+# What `edgewatch stack rebuild-shadow` writes from the history, after an upgrade.
+SHADOW_REBUILT_WRITER = "rebuilt"
 
 # The state bucket's last-seen is one point per device per hour of receipt: each telemetry
 # message overwrites its hour's point, so the newest point holds the exact newest receipt,

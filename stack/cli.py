@@ -158,6 +158,33 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild_shadow(args: argparse.Namespace) -> int:
+    """Write the device shadow from the history (after an upgrade; safe to run again)."""
+    from stack.shadow_rebuild import rebuild_shadow  # noqa: PLC0415  (keeps `--help` light)
+
+    settings = load_settings()
+    paths = StackPaths(settings.state_dir)
+    if settings.influxdb_token is not None:
+        token = settings.influxdb_token.get_secret_value()
+    elif paths.credentials.is_file():
+        token = load_credentials(paths.credentials).admin_token
+    else:
+        say(
+            "no InfluxDB token: set INFLUXDB_V2_TOKEN to one that reads and writes the state "
+            'bucket (e.g. `eval "$(edgewatch stack env --export)"`)'
+        )
+        return 2
+    devices = rebuild_shadow(
+        url=settings.influxdb_url,
+        token=token,
+        org=settings.influxdb_org,
+        bucket_state=settings.influxdb_bucket_state,
+        progress=say,
+    )
+    say(f"device shadow written for {devices:,} devices")
+    return 0
+
+
 def cmd_build_influxd(args: argparse.Namespace) -> int:
     settings = load_settings()
     path = ensure_influxd(settings.cache_dir, settings.influxdb_version, progress=say)
@@ -260,6 +287,11 @@ def register_stack(subparsers: SubParsers) -> None:
     init.add_argument("--mosquitto-uid", type=int, default=None)
     init.add_argument("--service-uid", type=int, default=None)
     init.set_defaults(func=cmd_compose_init)
+    actions.add_parser(
+        "rebuild-shadow",
+        help="write the device shadow (the fleet's current state) from the state bucket's "
+        "history, once after upgrading from a version without it (safe to run again)",
+    ).set_defaults(func=cmd_rebuild_shadow)
     actions.add_parser(
         "build-influxd", help="build and cache influxd (15-30 min once; no-op when cached)"
     ).set_defaults(func=cmd_build_influxd)

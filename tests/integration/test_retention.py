@@ -9,6 +9,9 @@ default; a retired device leaves the fleet until reinstated.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -347,7 +350,12 @@ def test_the_ingest_keeps_state_by_its_own_clock(
         wait_until(settled, 60, "3 statuses and the alert in the state bucket")
         rows = state_rows()
         mine = health_of(settings, influxdb, site)
-    assert {r["_measurement"] for r in rows} == {"device_status", "device_last_seen", "alert_event"}
+    assert {r["_measurement"] for r in rows} == {
+        "device_status",
+        "device_last_seen",
+        "device_shadow",
+        "alert_event",
+    }
     alert_received = [r["_value"] for r in rows if r["_field"] == "received_ns"]
     assert alert_received and all(isinstance(v, int) for v in alert_received)
     assert mine.state == "ONLINE", mine.reason
@@ -400,3 +408,44 @@ def test_a_backlog_drained_late_keeps_the_will_before_the_readings_after_it(
         wait_until(drained, 60, "the backlog to be stored")
         mine = health_of(settings, influxdb, site)
     assert mine.state == "ONLINE", mine.reason
+
+
+def test_rebuild_shadow_brings_back_a_fleet_stored_before_the_shadow(
+    influxdb: InfluxFixture,
+) -> None:
+    """An upgrade: the state bucket has the history (statuses, last-seen) but no shadow, so
+    the overview lists nobody; `edgewatch stack rebuild-shadow` writes it from the history,
+    and a second run changes nothing."""
+    db = make_dashboard_db(influxdb.url, influxdb.org, influxdb.admin_token)
+    seeded = seed_old_fleet(db, time.time_ns())
+    with InfluxDBClient(url=db.url, token=influxdb.admin_token, org=db.org) as client:
+        client.delete_api().delete(
+            "1970-01-01T00:00:00Z",
+            "2100-01-01T00:00:00Z",
+            '_measurement="device_shadow"',
+            bucket=db.bucket_state,
+            org=db.org,
+        )
+    with InfluxDBClient(url=db.url, token=db.token, org=db.org, timeout=30_000) as client:
+        store = data.FleetStore(client=client, connection=connection_of(db))
+        assert store.fleet(time.time_ns()).health == ()
+        environment = {
+            **os.environ,
+            "INFLUXDB_V2_URL": db.url,
+            "INFLUXDB_V2_ORG": db.org,
+            "INFLUXDB_V2_TOKEN": influxdb.admin_token,
+            "EDGEWATCH_BUCKET_STATE": db.bucket_state,
+        }
+        command = [sys.executable, "-m", "edgewatch.cli", "stack", "rebuild-shadow"]
+        for _ in range(2):
+            done = subprocess.run(
+                command, env=environment, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert done.returncode == 0, done.stderr
+            assert "device shadow written for 2 devices" in done.stderr
+            view = store.fleet(time.time_ns())
+            health = {h.device: h for h in view.health}
+            assert health["cam-gone"].state == "OFFLINE"
+            assert health["cam-gone"].last_seen_ns == seeded.gone_seen_ns
+            assert view.info[(SITE, "cam-gone")].model == "yolo-v5s"
+            assert health["cam-slow"].state == "ONLINE", health["cam-slow"].reason

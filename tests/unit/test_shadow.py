@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from edgewatch.models import Reading, StatusEvent, Telemetry
-from edgewatch.rows import parse_shadow
+from edgewatch.rows import parse_shadow, rebuilt_shadow_lines
 from edgewatch.schema import SHADOW_RETAINED_WRITER, shadow_line
 
 S = 1_000_000_000
@@ -15,17 +15,21 @@ FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|[^,]+)')
 
 
 def _store(writes: list[tuple[Telemetry | StatusEvent, int, str]]) -> list[dict[str, Any]]:
-    """The shadow as InfluxDB holds it after `writes`, in write order: one point per device
-    and writer at one time, each write overwriting the fields it carries."""
-    points: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for message, received_ns, writer in writes:
-        text = shadow_line(message, received_ns, writer=writer)
-        _series, fields, ts = text.rsplit(" ", 2) if '"' not in text else _split(text)
+    """The shadow as InfluxDB holds it after `writes`, in write order."""
+    return _fold(
+        [shadow_line(message, received_ns, writer=w) for message, received_ns, w in writes]
+    )
+
+
+def _fold(lines: list[str]) -> list[dict[str, Any]]:
+    """Shadow lines as InfluxDB keeps them: one point per device and writer at one time,
+    each write overwriting the fields it carries."""
+    points: dict[str, dict[str, Any]] = {}
+    for text in lines:
+        series, fields, ts = _split(text)
         assert ts == "0"
-        row = points.setdefault(
-            (message.site, message.device, writer),
-            {"site": message.site, "device": message.device, "writer": writer},
-        )
+        tags = dict(part.split("=", 1) for part in series.split(",")[1:])
+        row = points.setdefault(series, dict(tags))
         for name, value in FIELD.findall(fields):
             row[name] = _value(value)
     return list(points.values())
@@ -121,3 +125,18 @@ def test_labels_come_back_as_the_status_gave_them() -> None:
     birth = _birth(100 * S, labels=(("ring", "canary"),))
     _, info = parse_shadow(_store([(birth, 101 * S, "i1")]))
     assert info[("s", "d")].labels == (("ring", "canary"),)
+
+
+def test_the_rebuilt_shadow_reads_as_the_history_did() -> None:
+    # An upgrade: the history's reader gives snapshots; the shadow rebuilt from them reads
+    # back the same, and a later live write wins over it.
+    rows = _store([(_birth(100 * S), 101 * S, "i1"), (_will(), 200 * S, "i1")])
+    rows += _store([(_reading(150 * S), 151 * S, "i1")])
+    before, info = parse_shadow(rows)
+    rebuilt = [text for snap in before for text in rebuilt_shadow_lines(snap, info[("s", "d")])]
+    after, info_after = parse_shadow(_fold(rebuilt))
+    assert after == before
+    assert info_after == info
+    live = shadow_line(_birth(300 * S), 301 * S, writer="i1")
+    [snapshot], _ = parse_shadow(_fold([*rebuilt, live]))
+    assert snapshot.status_state == "online"
