@@ -179,11 +179,13 @@ class FleetStore:
         try:
             return self._influxql.rows(database, read_influxql(QUERIES_DIR, name))
         except Exception as exc:
-            logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
-            message = query_failure_message(name, self._conn.url, self._conn.timeout_s, exc)
-            raise StoreUnavailableError(
-                message or unreachable_message(self._conn.url, exc)
-            ) from exc
+            raise self._failure(name, exc) from exc
+
+    def _failure(self, name: str, exc: Exception) -> StoreUnavailableError:
+        """Any failure of a read is the store's, not the page's: said once, in words."""
+        logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
+        message = query_failure_message(name, self._conn.url, self._conn.timeout_s, exc)
+        return StoreUnavailableError(message or unreachable_message(self._conn.url, exc))
 
     @property
     def connection(self) -> Connection:
@@ -204,12 +206,7 @@ class FleetStore:
                 params={f"_{key}": value for key, value in params.items()},
             )
         except Exception as exc:
-            # Any failure here is the store's, not the page's: say so once, in words.
-            logger.warning("query %s failed against %s: %s", name, self._conn.url, exc)
-            message = query_failure_message(name, self._conn.url, self._conn.timeout_s, exc)
-            raise StoreUnavailableError(
-                message or unreachable_message(self._conn.url, exc)
-            ) from exc
+            raise self._failure(name, exc) from exc
         return [dict(record.values) for table in tables for record in table.records]
 
     def query(

@@ -89,6 +89,18 @@ def as_int(value: Any) -> int | None:
         return None
 
 
+def device_info(said: Mapping[str, Any]) -> DeviceInfo:
+    """A device's description from its stored status fields (absent ones None)."""
+    return DeviceInfo(
+        model=as_text(said.get("model")),
+        model_version=as_text(said.get("model_version")),
+        firmware=as_text(said.get("firmware")),
+        lat=as_float(said.get("lat")),
+        lon=as_float(said.get("lon")),
+        labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
+    )
+
+
 def parse_snapshots(
     status_rows: Iterable[Row], seen_rows: Iterable[Row]
 ) -> tuple[list[DeviceSnapshot], dict[tuple[str, str], DeviceInfo]]:
@@ -155,14 +167,7 @@ def parse_snapshots(
             )
         )
         said = {name: value for name, (_, value) in status.items()}
-        info[key] = DeviceInfo(
-            model=as_text(said.get("model")),
-            model_version=as_text(said.get("model_version")),
-            firmware=as_text(said.get("firmware")),
-            lat=as_float(said.get("lat")),
-            lon=as_float(said.get("lon")),
-            labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
-        )
+        info[key] = device_info(said)
     return snapshots, info
 
 
@@ -233,14 +238,7 @@ def parse_shadow(
                 status_received_ns=as_int(status.get("status_received_ns")),
             )
         )
-        info[key] = DeviceInfo(
-            model=as_text(said.get("model")),
-            model_version=as_text(said.get("model_version")),
-            firmware=as_text(said.get("firmware")),
-            lat=as_float(said.get("lat")),
-            lon=as_float(said.get("lon")),
-            labels=tuple(sorted(parse_labels_text(said.get("labels")).items())),
-        )
+        info[key] = device_info(said)
     return snapshots, info
 
 
