@@ -92,34 +92,26 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 def seed_lines(devices: int, now_ns: int, rng: random.Random) -> tuple[list[str], list[str]]:
     """Raw: 10 readings of 6 metrics per device and an ingest heartbeat. State: each device's
-    status and last-seen, stamped as the ingest stamps them (receipt times)."""
-    from edgewatch.schema import ingest_stats_line, line  # noqa: PLC0415
+    status, last-seen and shadow, as the ingest writes them (edgewatch.schema.state_lines)."""
+    from edgewatch.models import Reading, StatusEvent, Telemetry  # noqa: PLC0415
+    from edgewatch.schema import ingest_stats_line, line, state_lines  # noqa: PLC0415
 
     raw, state = [], []
     for i in range(devices):
         tags = {"site": f"site-{i % 50}", "device": f"cam-{i}"}
         born_ns = now_ns - 3600 * NS
-        state.append(
-            line(
-                "device_status",
-                tags,
-                {"state": "online", "interval_s": 10.0, "model": "yolo-v8n", "ts_ns": born_ns},
-                born_ns,
-            )
-        )
+        birth = StatusEvent(
+            site=tags["site"], device=tags["device"], ts_ns=born_ns, state="online",
+            interval_s=10.0, model="yolo-v8n",
+        )  # fmt: skip
+        state.extend(state_lines(birth, born_ns, writer="ingest-1"))
         silent_s = rng.choice([1, 1, 1, 1, 40, 200])
         for k in range(10):
             ts = now_ns - (silent_s + 10 * k) * NS
             raw.append(line("telemetry", tags, {m: rng.uniform(20, 90) for m in METRICS}, ts))
         newest = now_ns - silent_s * NS
-        state.append(
-            line(
-                "device_last_seen",
-                tags,
-                {"received_ns": newest, "reading_ns": newest},
-                newest - newest % (3600 * NS),
-            )
-        )
+        reading = Telemetry(tags["site"], tags["device"], (Reading(newest, {"x": 1.0}),))
+        state.extend(state_lines(reading, newest, writer="ingest-1"))
     raw.append(ingest_stats_line("ingest-1", {"interval_s": 5.0, "received": 1}, now_ns - NS))
     return raw, state
 

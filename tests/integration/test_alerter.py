@@ -7,10 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from edgewatch.schema import alert_action_line
 from stack.processes import MosquittoProcess
 from stack.testing import InfluxFixture
@@ -24,12 +22,12 @@ from tests.integration.alerter_support import (
     alerter_token_of,
     notification_records,
 )
+from tests.integration.app_support import signed_in_app
 from tests.integration.ingest_support import ThreadedIngest, wait_until
 from tests.integration.receivers import SmtpReceiver, WebhookReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EVAL_S = 1.0
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 S = 1_000_000_000
 
 
@@ -155,13 +153,7 @@ def create_silence_in_the_ui(
         "EDGEWATCH_BUCKET_STATE": fx.bucket_state,
         "EDGEWATCH_USERS_FILE": str(users),
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("EDGEWATCH_AUTH", raising=False)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state[SESSION_USER_KEY] = "ann"
-    at.session_state[SESSION_SINCE_KEY] = time.time_ns()
-    at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
+    at = signed_in_app(monkeypatch, env, "ann")
     at.switch_page("app_pages/rules.py").run()
     at.text_input(key="rules_site").set_value(site)
     at.text_area(key="rules_reason").set_value("camera swap")

@@ -19,10 +19,11 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
+from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import MAX_POINTS_PER_SERIES, Source, plan_for, preset_range
 from stack.processes import free_port
 from stack.testing import InfluxFixture
+from tests.integration.app_support import signed_in_app
 from tests.integration.dashboard_seed import (
     DashboardDB,
     FleetTruth,
@@ -33,7 +34,6 @@ from tests.integration.dashboard_seed import (
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 PAGES = (
     "app_pages/fleet.py",
     "app_pages/alerts.py",
@@ -78,15 +78,7 @@ def open_app(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], *, user: str | None = "test-operator"
 ) -> AppTest:
     """The app with `user` signed in (as after the sign-in form), or nobody (None)."""
-    # AppTest runs the script in this process: the settings come from the environment.
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    if user is not None:
-        at.session_state[SESSION_USER_KEY] = user
-        at.session_state[SESSION_SINCE_KEY] = time.time_ns()
-        at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
-    return at
+    return signed_in_app(monkeypatch, env, user, timeout_s=TIMEOUT_S)
 
 
 def metrics(at: AppTest) -> dict[str, str]:

@@ -4,25 +4,22 @@ straight through the data layer, against a real InfluxDB seeded with a known fle
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import UserStore
 from dashboard.data import Connection, FleetStore
-from dashboard.identity import SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import QueryPlan, Source, TimeRange
 from edgewatch.settings import load_settings
 from stack.testing import InfluxFixture
+from tests.integration.app_support import signed_in_app
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 ATTACKS = (
     '") |> drop(columns: ["_value"]) |> yield(name: "x',
     'x" or r.site != "',
@@ -79,9 +76,7 @@ def test_every_page_input_refuses_injection_and_changes_nothing(
             ),
         ]
     for page, params in links:
-        at = AppTest.from_file(APP, default_timeout=60)
-        at.session_state[SESSION_USER_KEY] = "test-operator"
-        at.session_state[SESSION_SINCE_KEY] = time.time_ns()
+        at = signed_in_app(monkeypatch, {}, "test-operator")
         at.switch_page(page)
         at.query_params.update(params)
         at.run()

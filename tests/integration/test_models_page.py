@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from edge.rollout import model_sha256
 from stack.testing import InfluxFixture
+from tests.integration.app_support import signed_in_app
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db
 from tests.integration.models_seed import ModelTruth, seed_models
 
 pytestmark = pytest.mark.integration
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 TIMEOUT_S = 90
 
 
@@ -39,13 +37,8 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def open_models(
     monkeypatch: pytest.MonkeyPatch, db: DashboardDB, users_file: Path, user: str
 ) -> AppTest:
-    for key, value in db.env(EDGEWATCH_USERS_FILE=str(users_file)).items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("EDGEWATCH_AUTH", raising=False)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    at.session_state[SESSION_USER_KEY] = user
-    at.session_state[SESSION_SINCE_KEY] = time.time_ns()
-    at.session_state[SESSION_GENERATION_KEY] = 0
+    env = db.env(EDGEWATCH_USERS_FILE=str(users_file))
+    at = signed_in_app(monkeypatch, env, user, timeout_s=TIMEOUT_S)
     at.switch_page("app_pages/models.py")
     return at.run()
 

@@ -26,7 +26,6 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import data
 from dashboard.auth import UserStore
-from dashboard.identity import SESSION_GENERATION_KEY, SESSION_SINCE_KEY, SESSION_USER_KEY
 from dashboard.ranges import TimeRange
 from edgewatch.alerts import alert_id
 from edgewatch.health import DeviceHealth, HealthState
@@ -41,6 +40,7 @@ from edgewatch.settings import Settings
 from stack.bootstrap import RAW_RETENTION_SECONDS
 from stack.processes import MosquittoProcess
 from stack.testing import InfluxFixture
+from tests.integration.app_support import signed_in_app
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db
 from tests.integration.ingest_support import Publisher, ThreadedIngest, query, wait_until
 
@@ -48,7 +48,6 @@ pytestmark = pytest.mark.integration
 
 NS = 1_000_000_000
 DAY_NS = 86400 * NS
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py")
 SITE = "old-plant"
 SettingsFactory = Callable[..., Settings]
 
@@ -72,13 +71,7 @@ def _accounts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def open_app(
     monkeypatch: pytest.MonkeyPatch, db: DashboardDB, user: str = "test-operator"
 ) -> AppTest:
-    for key, value in db.env().items():
-        monkeypatch.setenv(key, value)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state[SESSION_USER_KEY] = user
-    at.session_state[SESSION_SINCE_KEY] = time.time_ns()
-    at.session_state[SESSION_GENERATION_KEY] = 0  # a user never signed out
-    return at
+    return signed_in_app(monkeypatch, db.env(), user)
 
 
 def connection_of(db: DashboardDB) -> data.Connection:
