@@ -88,7 +88,9 @@ def dead_letter_entry(rejected: Rejected, *, ack_token: int | None, payload: byt
 
 def to_entry(message: InboundMessage, *, root: str) -> Entry:
     """Decode one inbound message into an entry: its data lines, or one dead-letter line."""
-    decoded = decode_message(message.topic, message.payload, message.received_ns, root)
+    decoded = decode_message(
+        message.topic, message.payload, message.received_ns, root, message.content_type
+    )
     if isinstance(decoded, Rejected):
         return dead_letter_entry(decoded, ack_token=message.ack_token, payload=message.payload)
     try:
