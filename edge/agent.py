@@ -12,13 +12,14 @@ for the readings after it, so that they go out as one batch message instead of o
 each; a full batch goes at once, and so does everything ahead of an alert (an alert is never
 held, and the spool's order is kept). Readings left from a previous run or spooled during an
 outage are late already and go at once; `stop()` flushes without lingering. With `gzip` a
-telemetry batch or alert goes gzip-compressed, announced by the MQTT v5 content type
-`application/json+gzip` (contract v1.1), whenever that makes it smaller. A message leaves the spool
-only when its PUBACK arrived, so a broker outage, an agent restart or a crash in between
-replays it, with its original `ts` and `seq`, in order. A PUBACK that refuses the message for
-a reason outside it (not authorised, quota, ...) keeps it and retries with backoff; only a
-refusal that is the message's own fault deletes it (edge/refusal.py). Payloads are the core
-encoder's (`edgewatch.encode`).
+telemetry message or an alert goes gzip-compressed, announced by the MQTT v5 content type
+`application/json+gzip` (contract v1.1), whenever that makes it smaller.
+
+A message leaves the spool only when its PUBACK arrived, so a broker outage, an agent
+restart or a crash in between replays it, with its original `ts` and `seq`, in order. A
+PUBACK that refuses the message for a reason outside it (not authorised, quota, ...) keeps it
+and retries with backoff; only a refusal that is the message's own fault deletes it
+(edge/refusal.py). Payloads are the core encoder's (`edgewatch.encode`).
 
 On every connect the agent publishes its birth (retained `online` status with interval_s and
 what it knows of itself); its last will is the retained `{"state": "offline", "reason":
