@@ -7,6 +7,7 @@ block ends, also on Ctrl-C. Touches: child processes, a temp dir, loopback ports
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -31,6 +32,14 @@ BENCH_BUCKETS = DEFAULT_BUCKETS
 QUERY_TIMEOUT_MS = 120_000
 
 Progress = Callable[[str], None]
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """A bench's result as JSON, to `path` (its directory made if need be) and to stdout."""
+    text = json.dumps(result, indent=2, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(text)
 
 
 def stderr_progress(message: str) -> None:

@@ -14,7 +14,6 @@ processes, a temp dir.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 import urllib.request
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchEnv, bench_env, stderr_progress
+from bench.harness import BenchEnv, bench_env, stderr_progress, write_result
 from bench.procstat import ProcSample
 from bench.queries import (
     STATE_LINES_PER_DEVICE,
@@ -238,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     result = run(args.clients, args.seconds, args.devices)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(result, indent=2, sort_keys=True))
+    write_result(args.output, result)
     return 0 if result["ok"] else 1
 
 

@@ -5,12 +5,21 @@ increasing per device: see `Spool.stamp`) and the next `seq`, runs the local ale
 the deadband filter, and writes what is left to the spool; `pump()` takes link events
 (connected, disconnected, PUBACK) off the queue the transport fills and sends the oldest
 unsent spool messages while connected: one reading alone, several as a `{"batch": [...]}` (at
-most 1000 readings and `batch_max_bytes`), an alert on its own. A message leaves the spool
-only when its PUBACK arrived, so a broker outage, an agent restart or a crash in between
-replays it, with its original `ts` and `seq`, in order. A PUBACK that refuses the message for
-a reason outside it (not authorised, quota, ...) keeps it and retries with backoff; only a
-refusal that is the message's own fault deletes it (edge/refusal.py). Payloads are the core
-encoder's (`edgewatch.encode`).
+most 1000 readings and `batch_max_bytes`), an alert on its own.
+
+Linger: a reading recorded while the agent keeps up waits up to `linger_s` (already on disk)
+for the readings after it, so that they go out as one batch message instead of one message
+each; a full batch goes at once, and so does everything ahead of an alert (an alert is never
+held, and the spool's order is kept). Readings left from a previous run or spooled during an
+outage are late already and go at once; `stop()` flushes without lingering. With `gzip` a
+telemetry message or an alert goes gzip-compressed, announced by the MQTT v5 content type
+`application/json+gzip` (contract v1.1), whenever that makes it smaller.
+
+A message leaves the spool only when its PUBACK arrived, so a broker outage, an agent
+restart or a crash in between replays it, with its original `ts` and `seq`, in order. A
+PUBACK that refuses the message for a reason outside it (not authorised, quota, ...) keeps it
+and retries with backoff; only a refusal that is the message's own fault deletes it
+(edge/refusal.py). Payloads are the core encoder's (`edgewatch.encode`).
 
 On every connect the agent publishes its birth (retained `online` status with interval_s and
 what it knows of itself); its last will is the retained `{"state": "offline", "reason":
@@ -29,6 +38,7 @@ import logging
 import queue
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -52,6 +62,7 @@ from edge.transport import (
     TransportFactory,
 )
 from edgewatch.contract import (
+    DEFAULT_INTERVAL_SECONDS,
     MAX_BATCH_READINGS,
     MAX_METRICS_PER_READING,
     MAX_PAYLOAD_BYTES,
@@ -64,11 +75,12 @@ from edgewatch.encode import (
     batch_payload,
     birth_body,
     encode_payload,
+    gzip_if_smaller,
     last_will_payload,
     offline_body,
 )
 from edgewatch.models import DeviceInfo, MetricValue
-from edgewatch.settings import DEFAULT_TOPIC_ROOT
+from edgewatch.settings import DEFAULT_EDGE_LINGER_SECONDS, DEFAULT_TOPIC_ROOT
 
 DEFAULT_BATCH_MAX_BYTES = 128 * 1024
 DEFAULT_MAX_IN_FLIGHT = 8
@@ -88,6 +100,8 @@ class AgentStats:
     spooled_readings: int = 0
     spooled_alerts: int = 0
     messages_published: int = 0
+    payload_bytes_published: int = 0  # as sent: after gzip where it was used
+    gzipped: int = 0
     batches_published: int = 0
     largest_batch: int = 0
     acked: int = 0
@@ -121,6 +135,8 @@ class EdgeAgent:
         monotonic: Callable[[], float] = time.monotonic,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES,
+        linger_s: float = DEFAULT_EDGE_LINGER_SECONDS,
+        gzip: bool = False,
         client_id: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -129,6 +145,8 @@ class EdgeAgent:
                 raise ValueError(f"{label} {name!r} must match ^[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$")
         if not 0 < batch_max_bytes < MAX_PAYLOAD_BYTES:
             raise ValueError(f"batch_max_bytes must be below {MAX_PAYLOAD_BYTES}")
+        if not linger_s >= 0:
+            raise ValueError("linger_s must be 0 or more")
         self.site = site
         self.device = device
         self.info = info or DeviceInfo()
@@ -146,6 +164,13 @@ class EdgeAgent:
         self._monotonic = monotonic
         self._max_in_flight = max_in_flight
         self._batch_max_bytes = batch_max_bytes
+        self._linger_s = linger_s
+        self._gzip = gzip
+        # (spool id, monotonic time recorded) of the readings of the last linger: a reading
+        # not in here is due (older, or spooled before this process started).
+        self._recorded_at: deque[tuple[int, float]] = deque()
+        self._hold_until: float | None = None
+        self._flushing = False
         self._client_id = client_id or re.sub(
             r"[^A-Za-z0-9_.-]", "_", f"edgewatch-{topic_root}-{site}-{device}"
         )
@@ -187,6 +212,11 @@ class EdgeAgent:
     def topic(self, kind: str) -> str:
         return self._topics[kind]
 
+    @property
+    def linger_seconds(self) -> float:
+        """The linger in force: `linger_s`, but never longer than the device's interval."""
+        return min(self._linger_s, self.info.interval_s or DEFAULT_INTERVAL_SECONDS)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -204,6 +234,7 @@ class EdgeAgent:
         self._retry_at = None
         self._connected = False
         self._link_was_up = False
+        self._flushing = False
 
         def sink(event: LinkEvent) -> None:
             self._events.put((generation, event))
@@ -236,6 +267,7 @@ class EdgeAgent:
         if transport is None:
             return
         deadline = self._monotonic() + timeout_s
+        self._flushing = True  # what lingers goes now
         while (
             (self._connected or not self._link_was_up)
             and self._spool.depth
@@ -342,11 +374,22 @@ class EdgeAgent:
         # batch): when they do not fit they go out as a reading of their own.
         own = {k: v for k, v in self.self_metrics().items() if k not in metrics}
         if len(metrics) + len(own) <= MAX_METRICS_PER_READING:
-            self._spool.append_reading({**metrics, **own}, ts_ns=ts_ns, seq=seq)
+            item = self._spool.append_reading({**metrics, **own}, ts_ns=ts_ns, seq=seq)
+            self._note_recorded(item.id)
             return
-        self._spool.append_reading(metrics, ts_ns=ts_ns, seq=seq)
+        item = self._spool.append_reading(metrics, ts_ns=ts_ns, seq=seq)
+        self._note_recorded(item.id)
         if own:
             self._spool.append_reading(own, ts_ns=self._spool.stamp(self._clock_ns()))
+
+    def _note_recorded(self, spool_id: int) -> None:
+        now = self._monotonic()
+        linger = self.linger_seconds
+        # Only the last linger's readings can still be held: the deque stays that short.
+        while self._recorded_at and self._recorded_at[0][1] + linger <= now:
+            self._recorded_at.popleft()
+        if linger > 0:
+            self._recorded_at.append((spool_id, now))
 
     def alert(
         self,
@@ -370,7 +413,12 @@ class EdgeAgent:
     # ------------------------------------------------------------------ the loop
 
     def pump(self, timeout_s: float = 0.0) -> None:
-        """Handle link events (waiting up to `timeout_s` for the first) and send what we can."""
+        """Handle link events (waiting up to `timeout_s` for the first) and send what we can.
+
+        The wait ends early when lingering readings fall due.
+        """
+        if timeout_s > 0 and self._hold_until is not None:
+            timeout_s = min(timeout_s, max(0.0, self._hold_until - self._monotonic()))
         try:
             first = self._events.get(timeout=timeout_s) if timeout_s > 0 else None
         except queue.Empty:
@@ -481,6 +529,7 @@ class EdgeAgent:
         self._transport.publish(self._topics["status"], encode_payload(body), retain=True)
 
     def _drain(self) -> None:
+        self._hold_until = None
         if self._retry_at is not None and self._monotonic() < self._retry_at:
             return
         while (
@@ -491,13 +540,24 @@ class EdgeAgent:
             items = self._unsent(self._spool.peek(after_id=self._cursor, limit=MAX_BATCH_READINGS))
             if not items:
                 return
-            chunk, topic, payload = self._next_message(items)
-            token = self._transport.publish(topic, payload)
+            chunk, topic, payload, closed = self._next_message(items)
+            if not closed and not self._flushing:
+                due = self._linger_deadline(chunk[0].id)
+                if due is not None and self._monotonic() < due:
+                    self._hold_until = due
+                    return
+            content_type = None
+            if self._gzip:
+                payload, content_type = gzip_if_smaller(payload)
+            token = self._transport.publish(topic, payload, content_type=content_type)
             if token is None:
                 return
             self._in_flight[token] = _InFlight(chunk[0].id, chunk[-1].id, len(chunk))
             self._cursor = chunk[-1].id
             self.stats.messages_published += 1
+            self.stats.payload_bytes_published += len(payload)
+            if content_type is not None:
+                self.stats.gzipped += 1
             if len(chunk) > 1:
                 self.stats.batches_published += 1
                 self.stats.largest_batch = max(self.stats.largest_batch, len(chunk))
@@ -510,19 +570,34 @@ class EdgeAgent:
                 return items[:index]
         return items
 
-    def _next_message(self, items: list[SpoolItem]) -> tuple[list[SpoolItem], str, bytes]:
+    def _linger_deadline(self, first_id: int) -> float | None:
+        """When the reading with this spool id is due (None: now, it is not a recent one)."""
+        while self._recorded_at and self._recorded_at[0][0] < first_id:
+            self._recorded_at.popleft()
+        if self._recorded_at and self._recorded_at[0][0] == first_id:
+            return self._recorded_at[0][1] + self.linger_seconds
+        return None
+
+    def _next_message(self, items: list[SpoolItem]) -> tuple[list[SpoolItem], str, bytes, bool]:
+        """The next message: its spool items, topic, payload, and whether it is closed (an
+        alert, or a batch that nothing more can join: full, or followed by an alert)."""
         head = items[0]
         if head.kind == "alert":
-            return [head], self._topics["alert"], head.text.encode("utf-8")
+            return [head], self._topics["alert"], head.text.encode("utf-8"), True
         chunk: list[SpoolItem] = []
         size = BATCH_OVERHEAD_BYTES
+        closed = False
         for item in items:
             if item.kind != "telemetry" or len(chunk) >= MAX_BATCH_READINGS:
+                closed = True
                 break
             if chunk and size + item.size + 1 > self._batch_max_bytes:
+                closed = True
                 break
             chunk.append(item)
             size += item.size + 1
+        closed = closed or len(chunk) >= MAX_BATCH_READINGS
+        topic = self._topics["telemetry"]
         if len(chunk) == 1:
-            return chunk, self._topics["telemetry"], head.text.encode("utf-8")
-        return chunk, self._topics["telemetry"], batch_payload(item.text for item in chunk)
+            return chunk, topic, head.text.encode("utf-8"), closed
+        return chunk, topic, batch_payload(item.text for item in chunk), closed

@@ -43,7 +43,7 @@ from edgewatch.contract import (
     parse_reading,
 )
 from edgewatch.models import DeviceInfo, MetricValue
-from edgewatch.settings import load_settings
+from edgewatch.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,38 @@ def _rule(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _add_link_options(parser: argparse.ArgumentParser) -> None:
+    # Defaults from the settings (EDGEWATCH_EDGE_LINGER_SECONDS, EDGEWATCH_EDGE_GZIP), read
+    # when the command runs: None here means "not given".
+    parser.add_argument(
+        "--linger-s",
+        type=_non_negative_float,
+        help="hold readings up to this long to send them as one batch message (default"
+        " EDGEWATCH_EDGE_LINGER_SECONDS, 1; 0 sends each at once; never longer than the"
+        " device's interval); alerts are never held",
+    )
+    parser.add_argument(
+        "--gzip",
+        action=argparse.BooleanOptionalAction,
+        help="gzip telemetry and alerts when that makes them smaller, announced by the MQTT v5"
+        " content type application/json+gzip (contract v1.1; default EDGEWATCH_EDGE_GZIP, off)",
+    )
+
+
+def _link_options(args: argparse.Namespace, settings: Settings) -> tuple[float, bool]:
+    """(linger in seconds, gzip) from the command line, else from the settings."""
+    linger = settings.edge_linger_seconds if args.linger_s is None else args.linger_s
+    gzip = settings.edge_gzip if args.gzip is None else args.gzip
+    return linger, gzip
+
+
 def register(subparsers: Any) -> None:
     """Add `agent` and `simulate` to the `edgewatch` CLI."""
     agent = subparsers.add_parser(
@@ -242,6 +274,7 @@ def register(subparsers: Any) -> None:
         metavar="TYPE:SEVERITY:METRIC>THRESHOLD[/HYSTERESIS]",
         help="local alert rule, e.g. overheat:critical:gpu_temp_c>85/5 (repeatable)",
     )
+    _add_link_options(agent)
     agent.add_argument("--model")
     agent.add_argument("--model-version")
     agent.add_argument("--firmware")
@@ -285,6 +318,7 @@ def register(subparsers: Any) -> None:
         " up to 50 devices)",
     )
     sim.add_argument("--spool-dir", type=Path, help="keep device spools here (default: temp)")
+    _add_link_options(sim)
     sim.set_defaults(func=run_simulate)
 
 
@@ -307,6 +341,7 @@ def run_agent(args: argparse.Namespace) -> int:
         print(f"edgewatch agent: {exc}", file=sys.stderr)
         return EXIT_USAGE
     stop = threading.Event()
+    linger, gzip = _link_options(args, settings)
     with spool:
         agent = EdgeAgent(
             site=args.site,
@@ -324,6 +359,8 @@ def run_agent(args: argparse.Namespace) -> int:
             ),
             deadband_config=deadband,
             alert_rules=tuple(args.alert_rule),
+            linger_s=linger,
+            gzip=gzip,
         )
         lines: queue.Queue[object] = queue.Queue(maxsize=STDIN_QUEUE_LINES)
         reader = threading.Thread(
@@ -350,6 +387,7 @@ def run_agent(args: argparse.Namespace) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     settings = load_settings()
     interval = 1.0 / args.rate if args.rate else (args.interval_s or 5.0)
+    linger, gzip = _link_options(args, settings)
     config = SimConfig(
         sites=args.sites,
         devices_per_site=args.devices,
@@ -360,6 +398,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         count=args.count,
         connections=args.connections,
+        linger_s=linger,
+        gzip=gzip,
     )
     temp = None if args.spool_dir else tempfile.mkdtemp(prefix="edgewatch-sim-")
     spool_dir = args.spool_dir or Path(temp or ".")

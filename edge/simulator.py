@@ -74,7 +74,7 @@ from edge.transport import (
 from edgewatch.contract import topic_for
 from edgewatch.encode import birth_body, encode_payload, offline_body, reading_body
 from edgewatch.models import DeviceInfo
-from edgewatch.settings import DEFAULT_TOPIC_ROOT
+from edgewatch.settings import DEFAULT_EDGE_LINGER_SECONDS, DEFAULT_TOPIC_ROOT
 
 REAL_CONNECTIONS_MAX_DEVICES = 50
 LOOP_PERIOD_SECONDS = 0.1
@@ -119,6 +119,9 @@ class SimConfig:
     duration_s: float | None = None
     count: int | None = None
     connections: Connections = "auto"
+    # The agents' linger and gzip (edge/agent.py); `count` runs publish without agents.
+    linger_s: float = DEFAULT_EDGE_LINGER_SECONDS
+    gzip: bool = False
 
     def __post_init__(self) -> None:
         if self.sites < 1 or self.devices_per_site < 1:
@@ -242,8 +245,12 @@ class _Channel:
         if connected:
             self.config.sink(Connected())
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
-        token = self.link._transport.publish(topic, payload, retain=retain)
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, content_type: str | None = None
+    ) -> int | None:
+        token = self.link._transport.publish(
+            topic, payload, retain=retain, content_type=content_type
+        )
         if token is None:
             return None
         with self.link._lock:
@@ -342,6 +349,8 @@ class FleetSimulator:
             topic_root=self._root,
             info=self._info(dev),
             alert_rules=alert_rules(spec.kind),
+            linger_s=self.config.linger_s,
+            gzip=self.config.gzip,
             clock_ns=self._clock_ns,
             monotonic=self._monotonic,
             logger=self._log.getChild(f"{spec.site}.{spec.device}"),

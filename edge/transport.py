@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edgewatch.settings import Settings
@@ -85,10 +86,13 @@ class Transport(Protocol):
     def start(self) -> None:
         """Begin connecting (and reconnecting) in the background."""
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, content_type: str | None = None
+    ) -> int | None:
         """Queue one QoS 1 publish; the token comes back in an `Acked` event.
 
-        None if the link refused to queue it (its own queue is full).
+        `content_type` is sent as the MQTT v5 content type (None: none). None if the link
+        refused to queue it (its own queue is full).
         """
 
     def wait_published(self, token: int, timeout_s: float) -> bool:
@@ -185,8 +189,16 @@ class PahoTransport:
         )
         self._client.loop_start()
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
-        info = self._client.publish(topic, payload, qos=QOS_AT_LEAST_ONCE, retain=retain)
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, content_type: str | None = None
+    ) -> int | None:
+        properties = None
+        if content_type is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ContentType = content_type
+        info = self._client.publish(
+            topic, payload, qos=QOS_AT_LEAST_ONCE, retain=retain, properties=properties
+        )
         # NO_CONN still means queued: paho sends QoS 1 messages once it is connected again.
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._log.warning(

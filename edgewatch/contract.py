@@ -1,6 +1,7 @@
 """The edge contract (v1), receiving side: topic parsing, payload decoding and validation.
 
-Pure functions: bytes and a topic in, a `DeviceMessage` or a `Rejected` out. Nothing here
+Pure functions: bytes, a topic and the MQTT v5 content type in, a `DeviceMessage` or a
+`Rejected` out. Nothing here
 raises on bad input; `decode_message` is total. The reasons name the offending field and what
 was wrong with it (`metrics.cpu_temp_c: NaN is not a finite number`) so an operator reading
 the dead letters can fix the device without reading our code.
@@ -10,6 +11,11 @@ integer past 1e308, a time past what InfluxDB stores, a repr() of a nested array
 or guarded where it happens, and the tests draw extreme values for every field. Besides,
 `decode_message` turns any exception it did not foresee into a rejection with the code
 `internal`, so one message can never stop the ingest.
+
+Compressed payloads (v1.1): a payload announced with the content type
+`application/json+gzip` is gunzipped before it is decoded, never beyond the contract's size
+limit (a gzip bomb costs at most 256 KiB of memory and becomes a `too_large` dead letter);
+a payload without that announcement is decoded exactly as in v1, whatever its bytes.
 
 The sending side (payloads from values) is `edgewatch.encode`.
 """
@@ -21,6 +27,7 @@ import functools
 import json
 import math
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -72,6 +79,12 @@ _RFC3339 = re.compile(
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 KINDS: tuple[MessageKind, ...] = ("telemetry", "alert", "status")
+# Contract v1.1: the MQTT v5 content type that announces a gzip-compressed JSON payload. The
+# `+gzip` structured-syntax suffix (RFC 8460) reads "the named type, gzip-compressed".
+CONTENT_TYPE_JSON_GZIP = "application/json+gzip"
+# wbits for zlib: 16 + the largest window = gzip framing only (no raw deflate, no zlib header).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_GZIP_MAGIC = b"\x1f\x8b"
 
 # Rejection codes: a small closed set, so they can be a tag and a counter each.
 REJECT_TOPIC = "topic"
@@ -80,6 +93,8 @@ REJECT_ENCODING = "encoding"
 REJECT_JSON = "json"
 REJECT_SCHEMA = "schema"
 REJECT_CLOCK_SKEW = "clock_skew"
+# v1.1: a payload announced as gzip that is not a whole, valid gzip stream.
+REJECT_COMPRESSION = "compression"
 # Not the decoder's: the ingest gives this code to a message InfluxDB refused (e.g. a field
 # type conflict), with InfluxDB's own error text as the reason.
 REJECT_STORAGE = "storage"
@@ -93,6 +108,7 @@ REJECT_CODES: tuple[str, ...] = (
     REJECT_JSON,
     REJECT_SCHEMA,
     REJECT_CLOCK_SKEW,
+    REJECT_COMPRESSION,
     REJECT_STORAGE,
     REJECT_INTERNAL,
 )
@@ -155,6 +171,66 @@ def parse_topic(topic: str, root: str) -> Topic:
             REJECT_TOPIC, f"topic kind {_quote(kind)} must be one of telemetry, alert, status"
         )
     return Topic(root=root, site=site, device=device, kind=kind)
+
+
+# ---------------------------------------------------------------------------- compression
+
+
+def is_gzip_content_type(content_type: str | None) -> bool:
+    """Whether an MQTT v5 content type announces a gzip-compressed JSON payload.
+
+    MIME types compare case-insensitively and may carry parameters (`; charset=utf-8`); any
+    other content type (`application/json`, a v1 device's own choice) means plain JSON.
+    """
+    if not content_type:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == CONTENT_TYPE_JSON_GZIP
+
+
+def gunzip_payload(payload: bytes, limit: int = MAX_PAYLOAD_BYTES) -> bytes:
+    """The JSON bytes of a gzip payload, never more than `limit`, or a `ContractError`.
+
+    zlib is asked for at most `limit + 1` bytes, so a stream that inflates to gigabytes costs
+    no more memory than a payload at the limit. Concatenated gzip members are one stream (RFC
+    1952), as `gzip.decompress` reads them; anything else after the end is corruption.
+    """
+    if len(payload) > limit:
+        raise ContractError(
+            REJECT_TOO_LARGE,
+            f"payload is {len(payload)} bytes (gzip); the limit is {limit} (256 KiB)",
+        )
+    if not payload.startswith(_GZIP_MAGIC):
+        raise ContractError(
+            REJECT_COMPRESSION,
+            f"payload is announced as {CONTENT_TYPE_JSON_GZIP} but is not gzip"
+            " (it does not start with the gzip magic bytes 1f 8b)",
+        )
+    out = bytearray()
+    rest = payload
+    while rest:
+        inflater = zlib.decompressobj(_GZIP_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ContractError(REJECT_COMPRESSION, f"gzip payload is corrupt: {exc}") from None
+        if len(out) > limit:
+            raise ContractError(
+                REJECT_TOO_LARGE,
+                f"gzip payload inflates to more than {limit} bytes (256 KiB), the limit for"
+                " a decompressed payload",
+            )
+        if not inflater.eof:
+            raise ContractError(
+                REJECT_COMPRESSION, "gzip payload is truncated: it ends before the gzip stream does"
+            )
+        rest = inflater.unused_data
+        if rest and not rest.startswith(_GZIP_MAGIC):
+            raise ContractError(
+                REJECT_COMPRESSION,
+                f"gzip payload is corrupt: {len(rest)} bytes after the end of the gzip stream",
+            )
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------- JSON
@@ -558,11 +634,21 @@ def internal_rejection(
 
 
 def decode_message(
-    topic: str, payload: bytes, received_ns: int, root: str
+    topic: str,
+    payload: bytes,
+    received_ns: int,
+    root: str,
+    content_type: str | None = None,
 ) -> DeviceMessage | Rejected:
-    """Decode one MQTT message. Total: every input gives a message or a rejection."""
+    """Decode one MQTT message. Total: every input gives a message or a rejection.
+
+    `content_type` is the message's MQTT v5 content type (None: it had none); only
+    `application/json+gzip` changes anything (see the module docstring).
+    """
     try:
         parsed = parse_topic(topic, root)
+        if is_gzip_content_type(content_type):
+            payload = gunzip_payload(payload)
         body = parse_json(payload)
         if parsed.kind == "telemetry":
             return parse_telemetry(parsed, body, received_ns)

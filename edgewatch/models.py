@@ -129,3 +129,5 @@ class InboundMessage:
     received_ns: int
     ack_token: int = 0
     retained: bool = False
+    # The MQTT v5 content type (None: none); contract v1.1 announces gzip payloads with it.
+    content_type: str | None = None

@@ -76,6 +76,12 @@ def split_ack_token(token: int) -> tuple[int, int]:
     return token >> _MID_BITS, token & _MID_MASK
 
 
+def _content_type(msg: paho.MQTTMessage) -> str | None:
+    """The MQTT v5 content type of a message (None for MQTT 3.1.1 or when not set)."""
+    value = getattr(msg.properties, "ContentType", None) if msg.properties else None
+    return value if isinstance(value, str) else None
+
+
 class MonotonicNs:
     """A receipt clock in ns that never repeats: two messages never share a receipt time
     (it is the timestamp of dead letters and of readings without `ts`)."""
@@ -313,5 +319,6 @@ class MqttSource:
             # QoS 0 needs no ack: token 0 is never sent (mid 0 is not a valid packet id).
             ack_token=make_ack_token(generation, msg.mid) if msg.qos > 0 else 0,
             retained=bool(msg.retain),
+            content_type=_content_type(msg),
         )
         self._handoff(inbound)

@@ -93,7 +93,9 @@ def to_entry(message: InboundMessage, *, root: str, instance: str) -> Entry:
 
     `instance` is this ingest's name: the device shadow's writer for what it hears live.
     """
-    decoded = decode_message(message.topic, message.payload, message.received_ns, root)
+    decoded = decode_message(
+        message.topic, message.payload, message.received_ns, root, message.content_type
+    )
     if isinstance(decoded, Rejected):
         return dead_letter_entry(decoded, ack_token=message.ack_token, payload=message.payload)
     try:

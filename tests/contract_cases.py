@@ -20,6 +20,8 @@ class ContractCase:
     topic: str
     payload: bytes
     expected: dict[str, Any]
+    # The MQTT v5 content type the case is published with (contract v1.1); None: none.
+    content_type: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -35,12 +37,16 @@ def load_cases(cases_dir: Path = CASES_DIR) -> list[ContractCase]:
         payload_file = case_dir / "payload.json"
         if not payload_file.exists():
             payload_file = case_dir / "payload.bin"
+        content_type_file = case_dir / "content_type"
         cases.append(
             ContractCase(
                 name=case_dir.name,
                 topic=(case_dir / "topic").read_text().strip(),
                 payload=payload_file.read_bytes(),
                 expected=json.loads((case_dir / "expected.json").read_text()),
+                content_type=(
+                    content_type_file.read_text().strip() if content_type_file.exists() else None
+                ),
             )
         )
     return cases

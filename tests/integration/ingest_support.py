@@ -17,6 +17,8 @@ from typing import Any, Self
 import paho.mqtt.client as mqtt
 from influxdb_client import InfluxDBClient
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edgewatch.settings import Settings
 from ingest.service import IngestService
@@ -173,10 +175,16 @@ class Publisher:
         with self._lock:
             self._acked.add(mid)
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, content_type: str | None = None
+    ) -> None:
         # paho keeps a QoS 1 message published while disconnected and sends it on reconnect
         # (its MessageInfo then reports an error), so completion is tracked by PUBACKs.
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        properties = None
+        if content_type is not None:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ContentType = content_type
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
         self._mids.append(info.mid)
         assert len(self._mids) < 60000, "mids would repeat: publish fewer, larger messages"
 

@@ -104,7 +104,7 @@ def test_every_golden_case_is_stored_exactly_or_dead_lettered(
 
     with ThreadedIngest(settings), Publisher(broker.host, broker.port, f"pub-{root}") as pub:
         for case in cases:
-            pub.publish(live_topic(case), case.payload)
+            pub.publish(live_topic(case), case.payload, content_type=case.content_type)
         pub.wait_all()
         rejected = [c for c in cases if not c.accepted]
         wait_until(

@@ -23,7 +23,9 @@ POISON = load_cases(POISON_DIR)
     "case", CASES + POISON, ids=[c.name for c in CASES] + [f"poison/{c.name}" for c in POISON]
 )
 def test_golden_case(case: ContractCase) -> None:
-    result = decode_message(case.topic, case.payload, CASE_RECEIVED_NS, CASE_ROOT)
+    result = decode_message(
+        case.topic, case.payload, CASE_RECEIVED_NS, CASE_ROOT, case.content_type
+    )
     if case.accepted:
         assert not isinstance(result, Rejected), result
         assert message_lines(result) == case.expected["lines"]

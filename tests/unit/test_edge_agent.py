@@ -27,6 +27,7 @@ class FakeLink:
     def __init__(self, config: LinkConfig) -> None:
         self.config = config
         self.published: list[tuple[int, str, bytes, bool]] = []
+        self.content_types: list[str | None] = []
         self.next_token = 1
         self.state = "new"
         self.answered = 0
@@ -34,10 +35,13 @@ class FakeLink:
     def start(self) -> None:
         self.state = "started"
 
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> int | None:
+    def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, content_type: str | None = None
+    ) -> int | None:
         token = self.next_token
         self.next_token += 1
         self.published.append((token, topic, payload, retain))
+        self.content_types.append(content_type)
         return token
 
     def wait_published(self, token: int, timeout_s: float) -> bool:
@@ -85,8 +89,15 @@ class Clock:
 
 
 def _agent(
-    tmp_path: Path, links: list[FakeLink], clock: Clock | None = None, **kwargs: Any
+    tmp_path: Path,
+    links: list[FakeLink],
+    clock: Clock | None = None,
+    *,
+    linger_s: float = 0.0,
+    **kwargs: Any,
 ) -> tuple[EdgeAgent, Spool]:
+    # Without linger by default: these tests are about sending and acknowledging; the linger
+    # has tests of its own.
     spool = Spool(tmp_path / "spool.sqlite")
 
     def factory(config: LinkConfig) -> Transport:
@@ -101,6 +112,7 @@ def _agent(
         topic_root="t",
         info=DeviceInfo(interval_s=5.0, model="yolo-v8n", lat=48.1, lon=11.6),
         clock_ns=clock or Clock(),
+        linger_s=linger_s,
         **kwargs,
     )
     return agent, spool
@@ -394,3 +406,142 @@ def test_refusals_are_logged_once_per_change(
     assert len(refused) == 2 and "0x87 Not authorized" in refused[0]
     assert "0x97 Quota exceeded" in refused[1]
     assert len(accepted) == 1 and "after 5 refusal(s)" in accepted[0]
+
+
+class Ticker:
+    """A monotonic clock the test moves; each reading of it moves it on by a hair, so that a
+    loop waiting for a deadline (stop's flush) ends."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+def _lingering_agent(
+    tmp_path: Path, links: list[FakeLink], ticker: Ticker, **kwargs: Any
+) -> tuple[EdgeAgent, Spool]:
+    agent, spool = _agent(tmp_path, links, linger_s=1.0, monotonic=ticker, **kwargs)
+    agent.start()
+    links[0].connect()
+    agent.pump()
+    return agent, spool
+
+
+def _telemetry_messages(link: FakeLink) -> list[list[float]]:
+    out = []
+    for _, topic, payload, _ in link.published:
+        if topic.endswith("/telemetry"):
+            body = json.loads(payload)
+            out.append([r["metrics"]["v"] for r in body.get("batch", [body])])
+    return out
+
+
+def test_linger_sends_the_readings_of_one_second_as_one_batch(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, spool = _lingering_agent(tmp_path, links, ticker)
+    for i in range(5):
+        agent.record({"v": float(i)})
+        agent.pump()
+        ticker.now += 0.1
+    assert _telemetry_messages(links[0]) == []  # held, and already on disk:
+    assert spool.depth == 5
+    ticker.now += 0.6  # the first reading's second is over
+    agent.pump()
+    assert _telemetry_messages(links[0]) == [[0.0, 1.0, 2.0, 3.0, 4.0]]
+    assert spool.depth == 5  # still there until the PUBACK
+    links[0].ack_all()
+    agent.pump()
+    assert spool.depth == 0
+    assert (agent.stats.messages_published, agent.stats.acked) == (1, 5)
+
+
+def test_pump_waits_no_longer_than_the_linger(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, _spool = _lingering_agent(tmp_path, links, ticker)
+    agent.record({"v": 1.0})
+    agent.pump()
+    ticker.now += 1.0
+    agent.pump(timeout_s=30.0)  # due already: returns at once instead of waiting 30 s
+    assert _telemetry_messages(links[0]) == [[1.0]]
+
+
+def test_an_alert_is_never_held_and_sends_what_waits_before_it(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, _spool = _lingering_agent(tmp_path, links, ticker)
+    agent.record({"v": 1.0})
+    agent.record({"v": 2.0})
+    agent.alert("overheat", "critical", message="hot")
+    agent.pump()
+    kinds = [t.rsplit("/", 1)[1] for _, t, _, _ in links[0].published[1:]]
+    assert kinds == ["telemetry", "alert"]  # in spool order, no time passed
+    assert _telemetry_messages(links[0]) == [[1.0, 2.0]]
+
+
+def test_a_full_batch_goes_without_waiting(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, _spool = _lingering_agent(tmp_path, links, ticker, batch_max_bytes=400)
+    for i in range(6):
+        agent.record({"v": float(i)})
+    agent.pump()
+    sent = _telemetry_messages(links[0])
+    assert sent and all(len(batch) > 1 for batch in sent)
+    values = [v for batch in sent for v in batch]
+    # The full batches went at once and in order; only the last, not full, waits.
+    assert 2 <= len(values) < 6 and values == [float(i) for i in range(len(values))]
+
+
+def test_the_linger_is_never_longer_than_the_interval(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    agent, _spool = _agent(tmp_path, links, linger_s=1.0)
+    assert agent.linger_seconds == 1.0  # interval 5 s
+    agent.update_info(DeviceInfo(interval_s=0.2))
+    assert agent.linger_seconds == 0.2  # STALE after 0.6 s: a 1 s linger would show it
+
+
+def test_readings_from_before_a_restart_do_not_linger(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, spool = _agent(tmp_path, links, linger_s=1.0, monotonic=ticker)
+    for i in range(3):
+        agent.record({"v": float(i)})
+    spool.close()  # never connected: everything is still in the spool
+    agent, spool = _lingering_agent(tmp_path, links, ticker)
+    assert _telemetry_messages(links[0]) == [[0.0, 1.0, 2.0]]
+
+
+def test_stop_sends_what_lingers(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, _spool = _lingering_agent(tmp_path, links, ticker)
+    agent.record({"v": 1.0})
+    agent.pump()
+    agent.stop(timeout_s=0.5)
+    topics = [t.rsplit("/", 1)[1] for _, t, _, _ in links[0].published]
+    assert topics == ["status", "telemetry", "status"]
+
+
+def test_gzip_batches_are_announced_and_decode_to_the_same_readings(tmp_path: Path) -> None:
+    links: list[FakeLink] = []
+    ticker = Ticker()
+    agent, _spool = _lingering_agent(tmp_path, links, ticker, gzip=True)
+    agent.record({"v": 1.0})
+    ticker.now += 1.0
+    agent.pump()  # a single reading: gzip would not make it smaller
+    for i in range(20):
+        agent.record({"v": float(i)})
+    ticker.now += 1.0
+    agent.pump()
+    link = links[0]
+    assert link.content_types == [None, None, "application/json+gzip"]
+    _, topic, payload, _ = link.published[2]
+    decoded = decode_message(topic, payload, T0 + 100 * NS, "t", link.content_types[2])
+    assert isinstance(decoded, Telemetry), decoded
+    assert [r.metrics["v"] for r in decoded.readings] == [float(i) for i in range(20)]
+    assert agent.stats.gzipped == 1

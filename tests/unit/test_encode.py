@@ -22,6 +22,7 @@ from edgewatch.encode import (
     encode_payload,
     encode_text,
     format_ts,
+    gzip_if_smaller,
     last_will_payload,
     offline_body,
     reading_body,
@@ -96,11 +97,13 @@ def test_a_batch_round_trips(
     payload = batch_payload(texts_)
     bodies = [reading_body(m, ts_ns=ts, seq=seq) for m, ts, seq in readings]
     assert payload == encode_payload({"batch": bodies})  # the splice is the plain encoding
-    decoded = decode_message(_topic("telemetry"), payload, RECEIVED_NS, ROOT)
-    assert isinstance(decoded, Telemetry), decoded
-    assert [(r.ts_ns, r.seq) for r in decoded.readings] == [(ts, s) for _, ts, s in readings]
-    for reading, (sent, _, _) in zip(decoded.readings, readings, strict=True):
-        _same_metrics(dict(reading.metrics), sent)
+    # Plain, and as an edge agent with gzip sends it (compressed where that is smaller).
+    for sent_payload, content_type in ((payload, None), gzip_if_smaller(payload)):
+        decoded = decode_message(_topic("telemetry"), sent_payload, RECEIVED_NS, ROOT, content_type)
+        assert isinstance(decoded, Telemetry), decoded
+        assert [(r.ts_ns, r.seq) for r in decoded.readings] == [(ts, s) for _, ts, s in readings]
+        for reading, (sent, _, _) in zip(decoded.readings, readings, strict=True):
+            _same_metrics(dict(reading.metrics), sent)
 
 
 @settings(max_examples=300, deadline=None)
