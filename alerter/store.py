@@ -48,13 +48,14 @@ from edgewatch.model_fleet import (
     drift_results,
     integrity_flags,
     inventory,
-    parse_history,
     parse_ops,
+    shadow_status_rows,
 )
 from edgewatch.rows import (
     DeviceInfo,
     Heartbeat,
     as_float,
+    as_int,
     parse_alert_actions,
     parse_alert_events,
     parse_device_actions,
@@ -270,6 +271,9 @@ class AlerterStore:
         self._actions: dict[tuple[str, str, str, int], AlertAction] = {}
         self._last_read: datetime | None = None
         self._reads_since_full = 0
+        # The last fleet read's shadow rows: the model rules judge the same fleet in a cycle.
+        self._shadow_rows: list[Row] = []
+        self._first_model_ns: int | None = None
         self._influxql = InfluxQLClient(
             url=config.url, token=config.token, timeout_s=config.timeout_s
         )
@@ -358,14 +362,20 @@ class AlerterStore:
             self._query("model_ops_actions", {**whole, "bucket": self._config.bucket_ops})
         ).labels
 
+    def _first_model_status_ns(self) -> int | None:
+        """When the fleet's first model status was received: read once, then kept (the
+        earliest time of a stored point never changes)."""
+        if self._first_model_ns is None:
+            rows = self._influxql_rows("first_model_status", self._config.bucket_state)
+            self._first_model_ns = as_int(rows[0].get("time")) if rows else None
+        return self._first_model_ns
+
     def _model_fleet(self, config: RulesConfig, now: datetime) -> dict[str, Any]:
         """Drift and integrity as the Models page judges them (the same queries and core
         functions): the window's last third against its first, started no earlier than the
         fleet's first model status; releases and labels from the operators' actions."""
         whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
-        history = parse_history(
-            self._query("model_status_history", {**whole, "bucket": self._config.bucket_state})
-        )
+        history = shadow_status_rows(self._shadow_rows)
         ops = parse_ops(
             self._query("model_ops_actions", {**whole, "bucket": self._config.bucket_ops})
         )
@@ -373,8 +383,9 @@ class AlerterStore:
         hashed = frozenset((d.site, d.device) for d in devices if d.sha256 is not None)
         flags = {(f.site, f.device): f for f in integrity_flags(devices, ops.releases)}
         drift = {}
-        if config.builtins.model_drift.enabled and history:
-            first = datetime.fromtimestamp(history[0].ts_ns / NS_PER_SECOND, tz=UTC)
+        first_ns = self._first_model_status_ns() if history else None
+        if config.builtins.model_drift.enabled and first_ns is not None:
+            first = datetime.fromtimestamp(first_ns / NS_PER_SECOND, tz=UTC)
             start = max(now - timedelta(seconds=config.builtins.model_drift.window_s), first)
             if now - start >= MIN_DRIFT_SPAN:
                 third = (now - start) / 3
@@ -400,9 +411,8 @@ class AlerterStore:
         """The reads the dashboard's fleet load makes too: the device shadow (state bucket),
         the ingest heartbeat (raw), retirements (ops)."""
         whole = {"start": BEGINNING, "stop": now + FUTURE_SKEW}
-        snapshots, info = parse_shadow(
-            self._influxql_rows("device_shadow", self._config.bucket_state)
-        )
+        self._shadow_rows = self._influxql_rows("device_shadow", self._config.bucket_state)
+        snapshots, info = parse_shadow(self._shadow_rows)
         heartbeat = parse_heartbeat(
             self._query(
                 "ingest_heartbeat", {"bucket": self._config.bucket, "start": now - DEVICE_LOOKBACK}

@@ -440,6 +440,23 @@ def parse_history(rows: Iterable[Mapping[str, Any]]) -> list[StatusRow]:
     return sorted(out, key=lambda r: (r.ts_ns, r.site, r.device))
 
 
+def shadow_status_rows(rows: Iterable[Mapping[str, Any]]) -> list[StatusRow]:
+    """Each device's current model fields from the device shadow (one row per device and
+    writer, edgewatch.schema.shadow_line): the writer that described it last. What
+    `inventory` needs, without reading every birth ever stored."""
+    newest: dict[Key, Mapping[str, Any]] = {}
+    for row in rows:
+        if row.get("model") is None or row.get("described_received_ns") is None:
+            continue
+        key = (str(row["site"]), str(row["device"]))
+        held = newest.get(key)
+        if held is None or int(row["described_received_ns"]) > int(held["described_received_ns"]):
+            newest[key] = row
+    return parse_history(
+        {**row, "time_ns": row["described_received_ns"]} for row in newest.values()
+    )
+
+
 def parse_ops(rows: Iterable[Mapping[str, Any]]) -> OpsState:
     """Releases by (model, version) and labels by device, oldest action first."""
     state = OpsState()

@@ -9,16 +9,19 @@ import pytest
 from edgewatch.model_fleet import (
     PSI_THRESHOLD,
     DeviceModel,
+    OpsState,
     StatusPoint,
     bin_counts,
     compare_groups,
     device_drift,
     effect_size_words,
     integrity_flags,
+    inventory,
     mann_whitney_u,
     matches_labels,
     percentile,
     population_stability_index,
+    shadow_status_rows,
     version_changes,
 )
 
@@ -152,3 +155,21 @@ def test_label_groups() -> None:
     assert matches_labels({"ring": "canary", "hardware": "orin"}, {"ring": "canary"})
     assert not matches_labels({"ring": "stable"}, {"ring": "canary"})
     assert matches_labels({}, {})
+
+
+def test_the_alerter_reads_the_inventory_from_the_shadow() -> None:
+    # Two writers described the device; the later description is its model now. A row that
+    # only saw telemetry, or a will, carries no model and is no description.
+    rows = [
+        {"site": "s", "device": "d", "writer": "i1", "model": "yolo", "model_version": "1.3",
+         "model_sha256": "a" * 64, "described_received_ns": 10},
+        {"site": "s", "device": "d", "writer": "i2", "model": "yolo", "model_version": "1.4",
+         "labels": '{"ring":"canary"}', "described_received_ns": 20},
+        {"site": "s", "device": "e", "writer": "i1", "seen_received_ns": 5},
+    ]  # fmt: skip
+    [row] = shadow_status_rows(rows)
+    assert (row.site, row.device, row.version, row.sha256) == ("s", "d", "1.4", None)
+    assert row.ts_ns == 20
+    assert row.labels == {"ring": "canary"}
+    [device] = inventory([row], OpsState())
+    assert device.version == "1.4"
