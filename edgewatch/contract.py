@@ -266,6 +266,15 @@ def _finite_number(value: object, path: str) -> float:
     return number
 
 
+def _metric_value(value: object, path: str, name: str) -> MetricValue:
+    if type(value) is float and math.isfinite(value):
+        # The usual case first, and without building an error path it does not need.
+        return value
+    if isinstance(value, bool):
+        return value
+    return _finite_number(value, f"{path}metrics.{name}")
+
+
 def _optional_text(body: Mapping[str, Any], key: str, limit: int = MAX_TEXT_CHARS) -> str | None:
     if key not in body or body[key] is None:
         return None
@@ -392,10 +401,7 @@ def parse_reading(body: object, path: str, received_ns: int) -> Reading:  # noqa
                 f"{path}metrics",
                 f"name {_quote(name)} must match ^[a-z][a-z0-9_]{{0,63}}$",
             )
-        if isinstance(value, bool):
-            metrics[name] = value
-        else:
-            metrics[name] = _finite_number(value, f"{path}metrics.{name}")
+        metrics[name] = _metric_value(value, path, name)
     return Reading(ts_ns=ts_ns, metrics=metrics, seq=seq, ts_given=ts_given)
 
 
