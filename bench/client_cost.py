@@ -3,10 +3,11 @@
 `python -m bench.client_cost [--messages N]` leaves N QoS 1 telemetry messages queued for a
 persistent session on a fresh Mosquitto, then drains them twice with a paho-mqtt 2.x client
 (MQTT v5, manual acknowledgement, as the ingest connects) and reports CPU microseconds per
-message: once receiving and acknowledging only (paho's own cost), once also decoding and
-validating each message and formatting its line protocol (edgewatch's core). A backlog
-drain takes the publisher out of the measurement, which in the throughput runs is the
-limit. Touches: its own Mosquitto on a free loopback port and a temp dir.
+message: receiving and acknowledging only, with paho's stock socket reads and with the
+ingest's buffered ones (`shared.mqtt_socket`), then also decoding and validating each message
+and formatting its line protocol (edgewatch's core), on the buffered reads as the ingest
+runs. A backlog drain takes the publisher out of the measurement, which in the throughput
+runs is the limit. Touches: its own Mosquitto on a free loopback port and a temp dir.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ TOPIC = f"{ROOT}/site-1/cam-01/telemetry"
 DRAIN_TIMEOUT_SECONDS = 300.0
 
 
-def _client(port: int, client_id: str, *, manual_ack: bool) -> mqtt.Client:
-    client = new_mqtt_client(client_id=client_id, manual_ack=manual_ack)
+def _client(
+    port: int, client_id: str, *, manual_ack: bool, buffered_reads: bool = False
+) -> mqtt.Client:
+    client = new_mqtt_client(
+        client_id=client_id, manual_ack=manual_ack, buffered_reads=buffered_reads
+    )
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     props.ReceiveMaximum = 20000
@@ -57,7 +62,9 @@ def _fill_backlog(port: int, count: int, payload: bytes) -> None:
     publisher.loop_stop()
 
 
-def _drain(port: int, count: int, work: Callable[[mqtt.MQTTMessage], object]) -> dict[str, float]:
+def _drain(
+    port: int, count: int, work: Callable[[mqtt.MQTTMessage], object], *, buffered_reads: bool
+) -> dict[str, float]:
     received = 0
     done = threading.Event()
 
@@ -70,7 +77,7 @@ def _drain(port: int, count: int, work: Callable[[mqtt.MQTTMessage], object]) ->
             done.set()
 
     cpu0, wall0 = time.process_time(), time.monotonic()
-    subscriber = _client(port, "bench-cost-sub", manual_ack=True)
+    subscriber = _client(port, "bench-cost-sub", manual_ack=True, buffered_reads=buffered_reads)
     subscriber.on_message = on_message
     subscriber.loop_start()
     finished = done.wait(DRAIN_TIMEOUT_SECONDS)
@@ -103,10 +110,18 @@ def measure(count: int) -> dict[str, dict[str, float]]:
                 raise RuntimeError(f"the bench payload was rejected: {decoded.reason}")
             return message_lines(decoded)
 
+        def receive_only(_message: mqtt.MQTTMessage) -> object:
+            return None
+
+        runs: list[tuple[str, Callable[[mqtt.MQTTMessage], object], bool]] = [
+            ("paho receive + ack", receive_only, False),
+            ("buffered reads", receive_only, True),
+            ("+ decode + lines", core, True),
+        ]
         results = {}
-        for name, work in (("paho receive + ack", lambda _m: None), ("+ decode + lines", core)):
+        for name, work, buffered in runs:
             _fill_backlog(broker.port, count, payload)
-            results[name] = _drain(broker.port, count, work)
+            results[name] = _drain(broker.port, count, work, buffered_reads=buffered)
         return results
     finally:
         broker.stop()

@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchEnv, Progress
-from bench.procstat import ProcSample, cpu_between
+from bench.procstat import RunCpu
 from bench.runner import (
     PublisherProcess,
     RunFailedError,
-    field_counts,
     publish_one,
-    verify_counts,
+    stored_outcome,
     wait_for_count,
     warm_up,
 )
-from bench.telegraf import METRIC_BATCH_SIZE, TelegrafConfig, TelegrafProcess
+from bench.scenarios import telegraf_processes
+from bench.telegraf import METRIC_BATCH_SIZE
 from bench.workload import (
     END_BEFORE_NOW_SECONDS,
     METRIC_NAMES,
@@ -98,15 +98,6 @@ def warmup_batch(root: str, ts: float) -> Message:
     """The warm-up reading as a batch of one: a batch-only consumer (Telegraf) parses it."""
     single = warmup_message(root, ts)
     return Message(single.topic, batch_payload([single.payload.decode()]))
-
-
-def _samples(procs: list[ManagedProcess]) -> list[ProcSample | None]:
-    return [ProcSample.read(p.pid) if p.pid is not None else None for p in procs]
-
-
-def _cpu(before: list[ProcSample | None], after: list[ProcSample | None]) -> float | None:
-    parts = [cpu_between(b, a) for b, a in zip(before, after, strict=True)]
-    return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
 
 
 def _publish(env: BenchEnv, payloads: Path, client_id: str) -> dict[str, float]:
@@ -181,34 +172,23 @@ def drain_consumer(
     started = time.time()
     try:
         _start_together(procs)
-        before = _samples(procs)
-        influxd_before = ProcSample.read(env.influxd.pid) if env.influxd.pid else None
+        cpu = RunCpu.begin([p.pid for p in procs], env.influxd.pid)
         wait = wait_for_count(
             env, bucket=bucket, expected=workload.readings, progress=progress, label=label
         )
-        after = _samples(procs)
-        influxd_after = ProcSample.read(env.influxd.pid) if env.influxd.pid else None
+        cpu.end()
     finally:
         for proc in procs:
             proc.stop()
-    problems = verify_counts(field_counts(env, bucket=bucket), workload.readings)
-    if wait.done_at is None:
-        problems.insert(0, f"stalled at {wait.stored:,} of {workload.readings:,} readings")
     seconds = (wait.done_at or time.time()) - started
-    cpu = _cpu(before, after)
     result: dict[str, Any] = {
-        "ok": not problems,
-        "error": "; ".join(problems) or None,
+        **stored_outcome(env, bucket=bucket, expected=workload.readings, wait=wait),
         "processes": len(procs),
         "readings": workload.readings,
         "messages": workload.messages,
-        "stored": wait.stored,
-        "count_verified": not problems,
         **_rates(workload.readings, seconds),
         **published,
-        "cpu_seconds": cpu,
-        "cpu_us_per_reading": None if cpu is None else cpu * 1e6 / workload.readings,
-        "influxd_cpu_seconds": cpu_between(influxd_before, influxd_after),
+        **cpu.fields(count=workload.readings, unit="reading"),
     }
     state = "ok" if result["ok"] else f"FAILED: {result['error']}"
     progress(f"{label}: {result['readings_per_s']:,.0f} readings/s in {seconds:.1f} s ({state})")
@@ -289,21 +269,16 @@ def drain_broker(
 
 def telegraf_factory(binary: Path, root: str, *, batch: bool) -> Factory:
     def make(env: BenchEnv, bucket: str) -> list[ManagedProcess]:
-        config = TelegrafConfig(
-            mqtt_host=env.mosquitto.host,
-            mqtt_port=env.mosquitto.port,
-            topic_root=root,
-            influxdb_url=env.url,
-            token=env.token,
-            org=env.org,
+        return telegraf_processes(
+            env,
             bucket=bucket,
+            root=root,
+            binary=binary,
             client_id=f"edgewatch-bench-telegraf-{'batch' if batch else 'single'}",
             batch=batch,
             max_undelivered_messages=METRIC_BATCH_SIZE // BATCH_SIZE if batch else None,
+            data_dir=env.root / f"telegraf-{bucket}",
         )
-        return [
-            TelegrafProcess(config=config, data_dir=env.root / f"telegraf-{bucket}", binary=binary)
-        ]
 
     return make
 

@@ -6,6 +6,7 @@ Pure readers of `/proc/<pid>/status` and `/proc/<pid>/stat`; a gone process read
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +70,51 @@ def cpu_between(before: ProcSample | None, after: ProcSample | None) -> float | 
     if before is None or after is None:
         return None
     return max(0.0, after.cpu_seconds - before.cpu_seconds)
+
+
+def _read_all(pids: Sequence[int | None]) -> list[ProcSample | None]:
+    return [ProcSample.read(pid) if pid is not None else None for pid in pids]
+
+
+@dataclass(slots=True)
+class RunCpu:
+    """The CPU a run's consumers (together) and influxd spent between `begin` and `end`.
+
+    None where a process was gone at either end: a run's figure is whole or absent.
+    """
+
+    pids: tuple[int | None, ...]
+    influxd_pid: int | None
+    before: list[ProcSample | None]
+    influxd_before: ProcSample | None
+    after: list[ProcSample | None] | None = None
+    influxd_after: ProcSample | None = None
+
+    @classmethod
+    def begin(cls, pids: Sequence[int | None], influxd_pid: int | None) -> RunCpu:
+        (influxd,) = _read_all([influxd_pid])
+        return cls(tuple(pids), influxd_pid, _read_all(pids), influxd)
+
+    def end(self) -> None:
+        self.after = _read_all(self.pids)
+        (self.influxd_after,) = _read_all([self.influxd_pid])
+
+    @property
+    def consumers_seconds(self) -> float | None:
+        if self.after is None:
+            return None
+        parts = [cpu_between(b, a) for b, a in zip(self.before, self.after, strict=True)]
+        return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+
+    @property
+    def influxd_seconds(self) -> float | None:
+        return cpu_between(self.influxd_before, self.influxd_after)
+
+    def fields(self, *, count: int, unit: str) -> dict[str, float | None]:
+        """The run's CPU figures: total, per `unit` (`count` of them), and influxd's."""
+        consumers = self.consumers_seconds
+        return {
+            "cpu_seconds": consumers,
+            f"cpu_us_per_{unit}": None if consumers is None else consumers * 1e6 / count,
+            "influxd_cpu_seconds": self.influxd_seconds,
+        }

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from paho.mqtt.enums import MQTTProtocolVersion
 
@@ -189,6 +190,21 @@ def verify_counts(counts: dict[str, int], expected: int) -> list[str]:
         for name in METRIC_NAMES
         if counts.get(name, 0) != expected
     ]
+
+
+def stored_outcome(
+    env: BenchEnv, *, bucket: str, expected: int, wait: CountWait, start: str = "0"
+) -> dict[str, Any]:
+    """A run's verdict on what it stored: every metric `expected` times, without a stall."""
+    problems = verify_counts(field_counts(env, bucket=bucket, start=start), expected)
+    if wait.done_at is None:
+        problems.insert(0, f"stalled at {wait.stored:,} of {expected:,} readings stored")
+    return {
+        "ok": not problems,
+        "error": "; ".join(problems) or None,
+        "stored": wait.stored,
+        "count_verified": not problems,
+    }
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchEnv, Progress
-from bench.procstat import ProcSample, cpu_between
+from bench.procstat import ProcSample, RunCpu
 from bench.publisher import PROBES_PER_SECOND
 from bench.runner import (
     PROBE_TIMEOUT_SECONDS,
@@ -28,6 +28,7 @@ from bench.runner import (
     RunFailedError,
     field_counts,
     percentile,
+    stored_outcome,
     utc_now,
     verify_counts,
     wait_for_count,
@@ -110,8 +111,17 @@ def ingest_processes(
 
 
 def telegraf_processes(
-    env: BenchEnv, *, bucket: str, root: str, binary: Path
+    env: BenchEnv,
+    *,
+    bucket: str,
+    root: str,
+    binary: Path,
+    client_id: str = "edgewatch-bench-telegraf",
+    batch: bool = False,
+    max_undelivered_messages: int | None = None,
+    data_dir: Path | None = None,
 ) -> list[ManagedProcess]:
+    """Telegraf on the bench's broker and InfluxDB, writing to `bucket` (bench/telegraf.py)."""
     config = TelegrafConfig(
         mqtt_host=env.mosquitto.host,
         mqtt_port=env.mosquitto.port,
@@ -120,8 +130,12 @@ def telegraf_processes(
         token=env.token,
         org=env.org,
         bucket=bucket,
+        client_id=client_id,
+        batch=batch,
+        max_undelivered_messages=max_undelivered_messages,
     )
-    return [TelegrafProcess(config=config, data_dir=env.root / "telegraf", binary=binary)]
+    directory = data_dir or env.root / "telegraf"
+    return [TelegrafProcess(config=config, data_dir=directory, binary=binary)]
 
 
 ServiceFactory = Callable[[BenchEnv, str], list[ManagedProcess]]
@@ -129,17 +143,6 @@ ServiceFactory = Callable[[BenchEnv, str], list[ManagedProcess]]
 
 def _samples(procs: list[ManagedProcess]) -> list[ProcSample | None]:
     return [ProcSample.read(p.pid) if p.pid is not None else None for p in procs]
-
-
-def _pid_sample(pid: int | None) -> ProcSample | None:
-    return ProcSample.read(pid) if pid is not None else None
-
-
-def _cpu_total(before: list[ProcSample | None], after: list[ProcSample | None]) -> float | None:
-    parts = [cpu_between(b, a) for b, a in zip(before, after, strict=True)]
-    if any(p is None for p in parts):
-        return None
-    return sum(p for p in parts if p is not None)
 
 
 def throughput_phase(
@@ -151,8 +154,7 @@ def throughput_phase(
     procs: list[ManagedProcess],
     progress: Progress,
 ) -> dict[str, Any]:
-    before = _samples(procs)
-    influxd_before = _pid_sample(env.influxd.pid)
+    cpu = RunCpu.begin([p.pid for p in procs], env.influxd.pid)
     progress(f"{name}: throughput, publishing {plan.messages:,} messages")
     pub = PublisherProcess(
         env=env, args=["--file", str(plan.payloads)], client_id=f"edgewatch-bench-pub-{name}"
@@ -169,26 +171,16 @@ def throughput_phase(
         published = pub.result(timeout=PUBLISH_TIMEOUT_SECONDS)
     finally:
         pub.kill()
-    after = _samples(procs)
-    influxd_after = _pid_sample(env.influxd.pid)
-    problems = verify_counts(field_counts(env, bucket=bucket), plan.messages)
-    cpu = _cpu_total(before, after)
-    if wait.done_at is None:
-        problems.insert(0, f"stalled at {wait.stored:,} of {plan.messages:,} readings stored")
+    cpu.end()
     done_at = wait.done_at if wait.done_at is not None else time.time()
     seconds = done_at - published.first_publish
     result: dict[str, Any] = {
-        "ok": not problems,
-        "error": "; ".join(problems) or None,
+        **stored_outcome(env, bucket=bucket, expected=plan.messages, wait=wait),
         "messages": plan.messages,
-        "stored": wait.stored,
-        "count_verified": not problems,
         "seconds": seconds,
         "messages_per_s": plan.messages / seconds,
         "publish_seconds": published.all_acked - published.first_publish,
-        "cpu_seconds": cpu,
-        "cpu_us_per_message": None if cpu is None else cpu * 1e6 / plan.messages,
-        "influxd_cpu_seconds": cpu_between(influxd_before, influxd_after),
+        **cpu.fields(count=plan.messages, unit="message"),
     }
     state = "ok" if result["ok"] else f"FAILED: {result['error']}"
     progress(f"{name}: {result['messages_per_s']:,.0f} msg/s in {seconds:.1f} s ({state})")

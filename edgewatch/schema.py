@@ -102,9 +102,6 @@ def line(
     ts_ns: int,
 ) -> str:
     """One line of line protocol; tags sorted (InfluxDB's preferred order), None fields dropped."""
-    tag_part = "".join(
-        f",{_escape_key(key)}={_escape_key(tags[key])}" for key in sorted(tags) if tags[key]
-    )
     field_part = ",".join(
         f"{_escape_key(key)}={format_field(value)}"
         for key, value in fields.items()
@@ -112,19 +109,49 @@ def line(
     )
     if not field_part:
         raise ValueError(f"a {measurement} point needs at least one field")
-    return f"{_escape_key(measurement)}{tag_part} {field_part} {ts_ns}"
+    return f"{series_key(measurement, tags)} {field_part} {ts_ns}"
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """`measurement,tag=value,...`: a line's series, tags sorted, empty ones left out."""
+    tag_part = "".join(
+        f",{_escape_key(key)}={_escape_key(tags[key])}" for key in sorted(tags) if tags[key]
+    )
+    return f"{_escape_key(measurement)}{tag_part}"
+
+
+@functools.lru_cache(maxsize=ESCAPE_CACHE_SIZE)
+def _device_series(measurement: str, site: str, device: str, writer: str = "") -> str:
+    """A device's series in `measurement` (and the writer's, for the shadow); cached, as
+    sites and devices repeat in every message."""
+    return series_key(measurement, {"site": site, "device": device, "writer": writer})
+
+
+def _metric_field(name: str, value: float | int | bool) -> str:
+    """One metric as `line` writes it from `telemetry_lines`' fields: a boolean as such,
+    any number as a float."""
+    if value is True:
+        return f"{_escape_key(name)}=true"
+    if value is False:
+        return f"{_escape_key(name)}=false"
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("line protocol cannot carry NaN or infinity")
+    return f"{_escape_key(name)}={number!r}"
 
 
 def telemetry_lines(message: Telemetry) -> Iterator[str]:
-    tags = {"site": message.site, "device": message.device}
+    # The same bytes `line` would write; formatted here directly because these are the lines
+    # of every reading (the ingest's largest per-message cost, bench/client_cost.py).
+    series = _device_series(MEASUREMENT_TELEMETRY, message.site, message.device)
+    seq_series = _device_series(MEASUREMENT_SEQ, message.site, message.device)
     for reading in message.readings:
-        fields: dict[str, FieldValue | None] = {
-            name: value if isinstance(value, bool) else float(value)
-            for name, value in reading.metrics.items()
-        }
-        yield line(MEASUREMENT_TELEMETRY, tags, fields, reading.ts_ns)
+        if not reading.metrics:
+            raise ValueError(f"a {MEASUREMENT_TELEMETRY} point needs at least one field")
+        fields = ",".join([_metric_field(name, value) for name, value in reading.metrics.items()])
+        yield f"{series} {fields} {reading.ts_ns}"
         if reading.seq is not None:
-            yield line(MEASUREMENT_SEQ, tags, {"seq": reading.seq}, reading.ts_ns)
+            yield f"{seq_series} seq={reading.seq}i {reading.ts_ns}"
     # One series per device that says when it last reported: the fleet overview reads this
     # instead of the last point of every metric (one series per device, not per metric).
     # Stamped with the newest reading's own time, so a redelivery overwrites itself.
@@ -133,12 +160,8 @@ def telemetry_lines(message: Telemetry) -> Iterator[str]:
 
 def seen_line(message: Telemetry) -> str:
     newest = max(reading.ts_ns for reading in message.readings)
-    return line(
-        MEASUREMENT_SEEN,
-        {"site": message.site, "device": message.device},
-        {"readings": len(message.readings)},
-        newest,
-    )
+    series = _device_series(MEASUREMENT_SEEN, message.site, message.device)
+    return f"{series} readings={len(message.readings)}i {newest}"
 
 
 def labels_text(labels: tuple[tuple[str, str], ...]) -> str | None:
@@ -239,9 +262,9 @@ def rollup_markers(message: Telemetry, received_ns: int) -> list[tuple[int, str]
         hour = reading.ts_ns - reading.ts_ns % ROLLUP_HOUR_NS
         due = _minute_end(reading.ts_ns) + ROLLUP_LATE_AFTER_NS
         deadlines[hour] = min(due, deadlines.get(hour, due))
-    tags = {"site": message.site, "device": message.device}
+    series = _device_series(MEASUREMENT_ROLLUP_DIRTY, message.site, message.device)
     return [
-        (due, line(MEASUREMENT_ROLLUP_DIRTY, tags, {"received_ns": received_ns}, hour))
+        (due, f"{series} received_ns={received_ns}i {hour}")
         for hour, due in sorted(deadlines.items())
     ]
 
@@ -292,13 +315,9 @@ def state_lines(message: DeviceMessage, received_ns: int, *, writer: str) -> lis
     if isinstance(message, Telemetry):
         newest = max(reading.ts_ns for reading in message.readings)
         hour_ns = received_ns - received_ns % LAST_SEEN_GRANULARITY_NS
+        series = _device_series(MEASUREMENT_LAST_SEEN, message.site, message.device)
         return [
-            line(
-                MEASUREMENT_LAST_SEEN,
-                tags,
-                {"received_ns": received_ns, "reading_ns": newest},
-                hour_ns,
-            ),
+            f"{series} received_ns={received_ns}i,reading_ns={newest}i {hour_ns}",
             shadow_line(message, received_ns, writer=writer),
         ]
     if isinstance(message, AlertEvent):
@@ -336,14 +355,13 @@ def shadow_line(message: Telemetry | StatusEvent, received_ns: int, *, writer: s
     and reason alone, leaves the model and location of the last birth in place, and
     `described_received_ns` says when those were last set.
     """
-    tags = {"site": message.site, "device": message.device, "writer": writer}
     if isinstance(message, Telemetry):
         newest = max(reading.ts_ns for reading in message.readings)
-        fields: dict[str, FieldValue | None] = {
-            "seen_received_ns": received_ns,
-            "seen_reading_ns": newest,
-        }
-        return line(MEASUREMENT_SHADOW, tags, fields, SHADOW_TIME_NS)
+        series = _device_series(MEASUREMENT_SHADOW, message.site, message.device, writer)
+        return (
+            f"{series} seen_received_ns={received_ns}i,seen_reading_ns={newest}i {SHADOW_TIME_NS}"
+        )
+    tags = {"site": message.site, "device": message.device, "writer": writer}
     described = {
         name: value
         for name, value in _status_fields(message).items()

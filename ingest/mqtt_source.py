@@ -143,6 +143,8 @@ class MqttSource:
             password=password,
             tls_ca=tls_ca,
             manual_ack=True,
+            # A backlog arrives as a stream of small packets: read it in large chunks.
+            buffered_reads=True,
         )
         client.reconnect_delay_set(RECONNECT_MIN_DELAY_SECONDS, RECONNECT_MAX_DELAY_SECONDS)
         client.on_connect = self._on_connect

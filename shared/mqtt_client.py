@@ -14,6 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from shared.mqtt_socket import BufferedClient
+
 TLS_MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2  # the broker's listener says the same
 
 
@@ -46,12 +48,15 @@ def new_mqtt_client(
     tls_key: str | Path | None = None,
     protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
     manual_ack: bool = False,
+    buffered_reads: bool = False,
 ) -> paho.Client:
     """A paho client (callback API 2) with credentials and TLS set when given; a client
-    certificate (`tls_cert`, `tls_key`) needs the CA (`tls_ca`) too."""
+    certificate (`tls_cert`, `tls_key`) needs the CA (`tls_ca`) too. `buffered_reads` reads
+    the socket in large chunks (`shared.mqtt_socket`): for a client that receives a lot."""
     if tls_cert is not None and tls_ca is None:
         raise ValueError("a client certificate is used over TLS only: set MQTT_TLS_CA too")
-    client = paho.Client(
+    client_class = BufferedClient if buffered_reads else paho.Client
+    client = client_class(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,

@@ -392,3 +392,37 @@ def test_edgewatch_agent_signs_in_with_its_certificate(
             agent.wait()
         log.close()
         _stop(ingest)
+
+
+def test_the_ingest_reads_a_stream_over_tls_whole_and_in_order(
+    secure_broker: SecureBroker,
+) -> None:
+    # The ingest's client reads the socket in large chunks (shared/mqtt_socket.py); over TLS
+    # the bytes come through the TLS layer's own buffer as well, so both must be drained.
+    got: queue.Queue[bytes] = queue.Queue()
+    subscribed: queue.Queue[list[ReasonCode]] = queue.Queue()
+    ingest = new_mqtt_client(
+        client_id=f"sec-{secrets.token_hex(4)}",
+        username=INGEST_ACCOUNT,
+        password=secure_broker.passwords[INGEST_ACCOUNT],
+        tls_ca=secure_broker.ca,
+        buffered_reads=True,
+    )
+    ingest.on_message = lambda _c, _u, msg: got.put(msg.payload)
+    ingest.on_subscribe = lambda _c, _u, _m, codes, _p: subscribed.put(codes)
+    reason = _connect(ingest, secure_broker.password_tls_port)
+    assert reason is not None and not reason.is_failure
+    ingest.subscribe(f"{ROOT}/#", qos=1)
+    assert not subscribed.get(timeout=10)[0].is_failure
+    device = _device_by_certificate(secure_broker, "plant-a", "cam-1")
+    sent = [f'{{"n": {n}, "pad": "{"x" * (n % 700)}"}}'.encode() for n in range(500)]
+    try:
+        reason = _connect(device, secure_broker.tls_port)
+        assert reason is not None and not reason.is_failure
+        infos = [device.publish(f"{ROOT}/plant-a/cam-1/telemetry", p, qos=1) for p in sent]
+        for info in infos:
+            info.wait_for_publish(10)
+        assert [got.get(timeout=10) for _ in sent] == sent
+    finally:
+        _stop(device)
+        _stop(ingest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bench.drain import generate_batches, warmup_batch
+from bench.procstat import ProcSample, RunCpu
 from bench.report import drain_ratios
 from bench.telegraf import TelegrafConfig, render_config
 from bench.workload import generate
@@ -77,3 +78,19 @@ def test_drain_ratios_take_the_better_ingest_setup() -> None:
     assert r["drain_batch_vs_telegraf"] == 2.0
     assert r["drain_batch_vs_db_ceiling"] == 0.5
     assert drain_ratios({}) == {}
+
+
+def test_a_runs_cpu_is_whole_or_absent() -> None:
+    def sample(pid: int, cpu: float) -> ProcSample:
+        return ProcSample(pid=pid, cpu_seconds=cpu, peak_rss_bytes=1)
+
+    run = RunCpu(pids=(1, 2), influxd_pid=3, before=[sample(1, 1.0), sample(2, 2.0)],
+                 influxd_before=sample(3, 5.0))  # fmt: skip
+    run.after, run.influxd_after = [sample(1, 1.5), sample(2, 3.0)], sample(3, 6.0)
+    assert run.fields(count=1000, unit="reading") == {
+        "cpu_seconds": 1.5,
+        "cpu_us_per_reading": 1500.0,
+        "influxd_cpu_seconds": 1.0,
+    }
+    run.after = [sample(1, 1.5), None]  # a consumer gone by the end: no figure, not half of one
+    assert run.fields(count=1000, unit="reading")["cpu_seconds"] is None

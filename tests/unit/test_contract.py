@@ -34,6 +34,31 @@ def test_decoder_is_total_on_oversized_integers() -> None:
     assert result.code == "json"
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "\ufeff{}".encode(),  # a byte order mark: json.loads' own check
+        b'{"metrics": {"x": 1,}}',
+        b"",
+        b'{"a": 1} x',
+        b'{"metrics": {"x": 1, "x": 2}}',
+        b'{"metrics": {"x": NaN}}',
+    ],
+)
+def test_json_errors_read_as_json_loads_gives_them(payload: bytes) -> None:
+    # The decoder is built once (edgewatch.contract._JSON) instead of per call by json.loads;
+    # what a sender is told must not change with it.
+    result = decode_message(TOPIC, payload, NOW, ROOT)
+    assert isinstance(result, Rejected)
+    try:
+        json.loads(payload.decode())
+    except json.JSONDecodeError as exc:
+        expected = f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        assert (result.code, result.reason) == ("json", expected)
+    else:
+        assert result.code in ("json", "schema")  # duplicates and NaN: the contract's own
+
+
 def test_deep_nesting_is_rejected_not_raised() -> None:
     result = decode_message(TOPIC, b"[" * 100_000, NOW, ROOT)
     assert isinstance(result, Rejected)

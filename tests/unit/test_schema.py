@@ -12,6 +12,7 @@ from edgewatch.schema import (
     ingest_stats_line,
     line,
     message_lines,
+    rollup_markers,
     state_lines,
 )
 
@@ -47,6 +48,41 @@ def test_field_values(value: float | int | bool | str, text: str) -> None:
 def test_non_finite_floats_are_refused() -> None:
     with pytest.raises(ValueError):
         format_field(float("nan"))
+
+
+def test_the_telemetry_lines_are_the_bytes_line_writes() -> None:
+    # telemetry_lines, state_lines and rollup_markers format a device's lines directly (the
+    # per-reading hot path); they must write exactly what the general `line` writes.
+    site, device, received = "plant a,1", "cam=2 x", 3_600_000_000_000 * 5 + 7
+    readings = (
+        Reading(ts_ns=60_000_000_000, metrics={"x": 1, "ok": False, "big": 1e16}, seq=0),
+        Reading(ts_ns=90_000_000_000, metrics={"y": -0.5, "ok": True}),
+    )
+    message = Telemetry(site=site, device=device, readings=readings)
+    tags = {"site": site, "device": device}
+    assert message_lines(message) == [
+        line("telemetry", tags, {"x": 1.0, "ok": False, "big": 1e16}, 60_000_000_000),
+        line("telemetry_seq", tags, {"seq": 0}, 60_000_000_000),
+        line("telemetry", tags, {"y": -0.5, "ok": True}, 90_000_000_000),
+        line("device_seen", tags, {"readings": 2}, 90_000_000_000),
+    ]
+    assert state_lines(message, received, writer="ingest 1") == [
+        line(
+            "device_last_seen",
+            tags,
+            {"received_ns": received, "reading_ns": 90_000_000_000},
+            3_600_000_000_000 * 5,
+        ),
+        line(
+            "device_shadow",
+            {**tags, "writer": "ingest 1"},
+            {"seen_received_ns": received, "seen_reading_ns": 90_000_000_000},
+            0,
+        ),
+    ]
+    assert [text for _due, text in rollup_markers(message, received)] == [
+        line("rollup_dirty", tags, {"received_ns": received}, 0)
+    ]
 
 
 def test_telemetry_with_seq_gives_its_lines_at_the_reading_time() -> None:

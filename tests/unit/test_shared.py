@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from edgewatch.settings import load_settings
 from shared.mqtt_client import TLS_MINIMUM_VERSION, new_mqtt_client, tls_context
+from shared.mqtt_socket import BufferedClient, BufferedSocket
 from shared.private_file import write_private_file
 from stack.security import create_certificates
 
@@ -78,3 +81,41 @@ def test_clients_connect_to_the_listener_that_matches_how_they_sign_in() -> None
     with_ca = {"mqtt_tls_ca": Path("/ca"), "mqtt_tls_port": 2, "mqtt_tls_password_port": 3}
     assert load_settings(**with_ca).mqtt_connect_port == 3
     assert load_settings(**with_ca, mqtt_tls_cert=Path("/c")).mqtt_connect_port == 2
+
+
+def test_buffered_reads_hand_paho_the_bytes_in_order_from_one_recv() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        right.setblocking(False)
+        reader = BufferedSocket(right)
+        with pytest.raises(BlockingIOError):
+            reader.recv(1)  # nothing sent yet: paho sees the socket's own "try again"
+        left.sendall(b"\x30\x05hello\x40\x02\x00\x01")
+        assert reader.recv(1) == b"\x30"
+        # The rest was read with the first byte: select() would not show it, pending() does.
+        assert reader.buffered == reader.pending() == 10
+        assert reader.recv(1) == b"\x05"
+        assert reader.recv(5) == b"hello"
+        assert reader.recv(100) == b"\x40\x02\x00\x01"  # never more than what was buffered
+        assert reader.pending() == 0
+        left.sendall(b"abc")
+        assert reader.recv(100) == b"abc"  # a read that fits is passed through whole
+        left.close()
+        assert reader.recv(1) == b""  # end of stream, as paho expects it
+
+
+def test_buffered_reads_write_straight_through() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        writer = BufferedSocket(right)
+        assert writer.send(b"\x40\x02\x00\x01") == 4
+        assert left.recv(10) == b"\x40\x02\x00\x01"
+        assert writer.fileno() == right.fileno()
+        assert writer.getsockname() == right.getsockname()  # anything else is the socket's
+
+
+def test_the_factory_gives_buffered_reads_on_request() -> None:
+    # BufferedClient hooks paho's socket creation; an upgrade that renames it must fail here.
+    assert callable(getattr(paho.Client, "_create_socket", None))
+    assert isinstance(new_mqtt_client(client_id="ingest", buffered_reads=True), BufferedClient)
+    assert type(new_mqtt_client(client_id="device")) is paho.Client
