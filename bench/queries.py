@@ -122,8 +122,6 @@ def fleet_lines(devices: int, now_s: int) -> Iterator[str]:
                 f"{n}={_value(d, m, ts / NS / 60):.2f}" for m, n in enumerate(ROLLUP_METRICS)
             )
             yield f"telemetry,{tags} {fields},camera_ok=true {ts}"
-            # What the ingest writes beside each telemetry message (edgewatch.schema).
-            yield f"device_seen,{tags} readings=1i {ts}"
     for k in range(12):
         ts = (now_s - 60 + k * 5) * NS
         yield f"ingest_stats,instance=ingest-1 received={k * 100}i,interval_s=5.0 {ts}"

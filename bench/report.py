@@ -358,7 +358,7 @@ session and subscription exist), stops, the workload is queued in its session by
 publisher (its rate is the generator's ceiling, in the table), then the consumer starts and the
 clock runs from its start until a Flux count shows every reading stored; every field's count
 is checked. fields/s = readings/s x 10 (the metric fields). The database ceiling writes the
-ingest's own lines (telemetry, seq, device_seen) for the single workload.
+ingest's own raw lines (telemetry, seq) for the single workload.
 
 {drain_table(results)}
 """)

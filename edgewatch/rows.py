@@ -111,7 +111,7 @@ def parse_snapshots(
     the status's own time (rows without `ts_ns`, as raw data has them, count `_time` as the
     status's own time and have no receipt time). `seen_rows` are the state bucket's
     `device_last_seen` fields (`received_ns`, `reading_ns`), or rows without `_field` whose
-    `_time` is the newest reading's time (raw `device_seen`).
+    `_time` is the newest reading's time (raw data written before the state bucket).
     """
     fields: dict[tuple[str, str], dict[str, tuple[int, Any]]] = {}
     for row in status_rows:

@@ -16,7 +16,6 @@ from edgewatch.models import AlertEvent, DeviceMessage, Rejected, StatusEvent, T
 
 MEASUREMENT_TELEMETRY = "telemetry"
 MEASUREMENT_SEQ = "telemetry_seq"
-MEASUREMENT_SEEN = "device_seen"
 MEASUREMENT_STATUS = "device_status"
 MEASUREMENT_ALERT = "alert_event"
 MEASUREMENT_DEAD_LETTER = "dead_letter"
@@ -152,16 +151,6 @@ def telemetry_lines(message: Telemetry) -> Iterator[str]:
         yield f"{series} {fields} {reading.ts_ns}"
         if reading.seq is not None:
             yield f"{seq_series} seq={reading.seq}i {reading.ts_ns}"
-    # One series per device that says when it last reported: the fleet overview reads this
-    # instead of the last point of every metric (one series per device, not per metric).
-    # Stamped with the newest reading's own time, so a redelivery overwrites itself.
-    yield seen_line(message)
-
-
-def seen_line(message: Telemetry) -> str:
-    newest = max(reading.ts_ns for reading in message.readings)
-    series = _device_series(MEASUREMENT_SEEN, message.site, message.device)
-    return f"{series} readings={len(message.readings)}i {newest}"
 
 
 def labels_text(labels: tuple[tuple[str, str], ...]) -> str | None:

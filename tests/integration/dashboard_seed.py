@@ -196,7 +196,7 @@ def _telemetry(
     ok: bool,
     state: Received | None = None,
 ) -> list[str]:
-    """The lines the ingest writes for one reading (telemetry and device_seen)."""
+    """The raw lines the ingest writes for one reading."""
     reading = Reading(
         ts_ns=ts_ns, metrics={"cpu_temp_c": cpu, "inference_ms": fps, "camera_ok": ok}
     )

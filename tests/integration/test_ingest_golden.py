@@ -113,7 +113,7 @@ def test_every_golden_case_is_stored_exactly_or_dead_lettered(
             "the dead letters",
         )
         # One stored row per distinct (series, field, time): cases that write the same point
-        # (the device_seen of one device at one time) overwrite each other, as InfluxDB does.
+        # (a seq of one device at one time) overwrite each other, as InfluxDB does.
         # Receipt-time cases get a time of their own at run time, so each of theirs counts.
         expected_keys: set[tuple[Any, ...]] = set()
         for case in (c for c in cases if c.accepted):

@@ -42,10 +42,7 @@ def test_to_entry_gives_lines_or_a_dead_letter_with_the_same_token() -> None:
     good = to_entry(_msg(_good(1), token=7), root=ROOT, instance="ingest-1")
     assert good.kind == "telemetry"
     assert good.ack_token == 7
-    assert good.lines == (
-        "telemetry,device=d,site=s x=1.0 1767225001000000000",
-        "device_seen,device=d,site=s readings=1i 1767225001000000000",
-    )
+    assert good.lines == ("telemetry,device=d,site=s x=1.0 1767225001000000000",)
     bad = to_entry(_msg(b"nope", token=8), root=ROOT, instance="ingest-1")
     assert bad.kind == "dead_letter"
     assert bad.ack_token == 8
@@ -62,10 +59,9 @@ def test_storage_dead_letter_carries_influxdb_reason() -> None:
 
 def test_pipeline_cuts_batches_by_lines_and_by_age() -> None:
     stats = IngestStats()
-    # A reading is four lines (telemetry, device_seen; last-seen and shadow in state), a dead
-    # letter one.
+    # A reading is three lines (telemetry; last-seen and shadow in state), a dead letter one.
     pipeline = Pipeline(
-        root=ROOT, instance="ingest-1", stats=stats, batch_max_lines=9, flush_interval_seconds=1.0
+        root=ROOT, instance="ingest-1", stats=stats, batch_max_lines=7, flush_interval_seconds=1.0
     )
     pipeline.add_message(_msg(_good(1), 1), now=10.0)
     assert not pipeline.is_due(10.5)

@@ -64,7 +64,6 @@ def test_the_telemetry_lines_are_the_bytes_line_writes() -> None:
         line("telemetry", tags, {"x": 1.0, "ok": False, "big": 1e16}, 60_000_000_000),
         line("telemetry_seq", tags, {"seq": 0}, 60_000_000_000),
         line("telemetry", tags, {"y": -0.5, "ok": True}, 90_000_000_000),
-        line("device_seen", tags, {"readings": 2}, 90_000_000_000),
     ]
     assert state_lines(message, received, writer="ingest 1") == [
         line(
@@ -92,7 +91,6 @@ def test_telemetry_with_seq_gives_its_lines_at_the_reading_time() -> None:
     assert message_lines(message) == [
         "telemetry,device=d,site=s x=1.0,ok=true 7",
         "telemetry_seq,device=d,site=s seq=4i 7",
-        "device_seen,device=d,site=s readings=1i 7",
     ]
 
 
@@ -102,7 +100,7 @@ def test_a_batch_is_seen_at_its_newest_reading_whatever_the_order() -> None:
         device="d",
         readings=(Reading(ts_ns=9, metrics={"x": 1.0}), Reading(ts_ns=5, metrics={"x": 2.0})),
     )
-    assert message_lines(message)[-1] == "device_seen,device=d,site=s readings=2i 9"
+    assert "seen_reading_ns=9i" in state_lines(message, 20, writer="i1")[-1]
 
 
 def test_alert_and_status_lines() -> None:
