@@ -82,6 +82,9 @@ def serve_dashboard(
         **db.env(EDGEWATCH_DASHBOARD_PORT=str(port), EDGEWATCH_USERS_FILE=str(users)),
     }
     env.pop("EDGEWATCH_AUTH", None)
+    # This checkout's dashboard, even when the environment's package is installed from
+    # another checkout (`edgewatch dashboard` serves the app beside the `dashboard` it imports).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     ARTIFACTS.mkdir(exist_ok=True)
     argv = [str(Path(sys.executable).parent / "edgewatch"), "dashboard"]
     with contextlib.ExitStack() as stack:
