@@ -110,6 +110,7 @@ __all__ = [
     "load_audit_rows",
     "load_device_actions",
     "load_fleet",
+    "load_fleet_with_frame",
     "load_ingest",
     "load_metric_names",
     "load_query",
@@ -196,16 +197,20 @@ def store_for(connection: Connection) -> FleetStore:
 
 
 @cached_data
-def _load_fleet_cached(connection: Connection) -> FleetView:
-    return store_for(connection).fleet(time.time_ns())
+def _load_fleet_cached(connection: Connection) -> tuple[FleetView, pd.DataFrame]:
+    # The frame is built here, once per refresh interval for every tab: at 10,000 devices it
+    # costs more than reading it back from the cache, and each tab would build it again.
+    view = store_for(connection).fleet(time.time_ns())
+    return view, fleet_frame(view)
 
 
 _FLEET_IN_FLIGHT: dict[Connection, threading.Lock] = {}
 _FLEET_IN_FLIGHT_GUARD = threading.Lock()
 
 
-def load_fleet(connection: Connection) -> FleetView:
-    """The fleet view, with at most one fleet query in flight per connection in this process.
+def load_fleet_with_frame(connection: Connection) -> tuple[FleetView, pd.DataFrame]:
+    """The fleet view and its one-row-per-device frame (`fleet_frame`), with at most one
+    fleet query in flight per connection in this process.
 
     Every open tab's live fragment refreshes on its own timer: without the lock, a refresh
     whose previous query is still running would start another, and N tabs N at once. A caller
@@ -215,6 +220,11 @@ def load_fleet(connection: Connection) -> FleetView:
         lock = _FLEET_IN_FLIGHT.setdefault(connection, threading.Lock())
     with lock:
         return _load_fleet_cached(connection)
+
+
+def load_fleet(connection: Connection) -> FleetView:
+    """The fleet view alone (see `load_fleet_with_frame`)."""
+    return load_fleet_with_frame(connection)[0]
 
 
 @cached_data

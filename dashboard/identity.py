@@ -126,23 +126,42 @@ def _adopt(claims: SessionClaims, token: str | None) -> None:
         st.session_state[SESSION_TOKEN_KEY] = token
 
 
+def _session_user(settings: Settings, store: UserStore) -> tuple[User | None, bool]:
+    """(the user this browser session holds, if still valid; whether it expired)."""
+    name = st.session_state.get(SESSION_USER_KEY)
+    since = st.session_state.get(SESSION_SINCE_KEY)
+    if not isinstance(name, str) or not isinstance(since, int):
+        return None, False
+    if session_expired(since, time.time_ns(), settings.session_max_age_seconds):
+        return None, True
+    # The role and generation are read on every run: a removed or demoted user loses
+    # rights at once, and a sign-out in another browser ends this session too.
+    role = store.role_of(name)
+    current = store.generation_of(name) == st.session_state.get(SESSION_GENERATION_KEY)
+    return (User(name, role) if role is not None and current else None), False
+
+
+def session_still_valid(settings: Settings) -> bool:
+    """Whether the user this page was opened for may still see it: for live fragments, whose
+    refreshes run the fragment alone and so never pass `current_user` again."""
+    if settings.auth_mode == "none":
+        return True
+    if _oidc_configured():
+        return bool(getattr(st.user, "is_logged_in", False))
+    user, _ = _session_user(settings, UserStore(settings.users_path))
+    return user is not None
+
+
 def _local_user(settings: Settings) -> User:
     store = UserStore(settings.users_path)
     if SESSION_USER_KEY not in st.session_state:
         claims = _cookie_claims(settings, store)
         if claims is not None:
             _adopt(claims, None)
-    name = st.session_state.get(SESSION_USER_KEY)
-    since = st.session_state.get(SESSION_SINCE_KEY)
-    expired = False
-    if isinstance(name, str) and isinstance(since, int):
-        expired = session_expired(since, time.time_ns(), settings.session_max_age_seconds)
-        # The role and generation are read on every run: a removed or demoted user loses
-        # rights at once, and a sign-out in another browser ends this session too.
-        role = None if expired else store.role_of(name)
-        current = store.generation_of(name) == st.session_state.get(SESSION_GENERATION_KEY)
-        if role is not None and current:
-            return User(name, role)
+    user, expired = _session_user(settings, store)
+    if user is not None:
+        return user
+    if SESSION_USER_KEY in st.session_state:
         _forget_session()
     _login_form(store, settings, expired=expired)
     write_session_cookie(settings)

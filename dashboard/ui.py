@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from dashboard import data, model_data
 from dashboard.auth import User
-from dashboard.charts import HEALTH_COLORS, SEVERITY_COLORS
-from dashboard.identity import current_user, may_have_user, sign_out
+from dashboard.charts import HEALTH_COLORS, HEALTH_ORDER, SEVERITY_COLORS
+from dashboard.identity import current_user, may_have_user, session_still_valid, sign_out
 from edgewatch.labels import (
     Selector,
     fleet_labels,
@@ -67,6 +67,14 @@ def context() -> tuple[Settings, data.Connection, User]:
         )
         st.stop()
     return settings, connection, current_user(settings)
+
+
+def end_with_session(settings: Settings) -> None:
+    """The first line of a live fragment. Its refreshes run the fragment alone, never the
+    sign-in check at the top of the page: a session that ended since the page opened (expired,
+    signed out everywhere, user removed) reruns the whole page, which then asks to sign in."""
+    if not session_still_valid(settings):
+        st.rerun()
 
 
 def load(loader: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:
@@ -124,6 +132,27 @@ def styled(frame: pd.DataFrame, *, state: str | None = None, severity: str | Non
     if severity and severity in frame:
         styler = styler.map(severity_color, subset=[severity])
     return styler
+
+
+# A state the health model does not colour (MAINTENANCE) gets a neutral badge.
+NEUTRAL_BADGE_COLOR = "#5b7fa6"
+
+
+def state_badges(frame: pd.DataFrame, column: str = "state") -> tuple[pd.DataFrame, Any]:
+    """The frame with `column` as one coloured badge per row, and the column's config.
+
+    For tables of the whole fleet: a pandas Styler computes and sends CSS for every cell,
+    about 2 s and 2 MB per 10,000 rows on each refresh of each tab; the grid colours the
+    badges itself from one option list.
+    """
+    present = {str(v) for v in frame[column].unique()} if column in frame else set()
+    options = [*HEALTH_ORDER, *sorted(present - set(HEALTH_ORDER))]
+    colors = [HEALTH_COLORS.get(state, NEUTRAL_BADGE_COLOR) for state in options]
+    badges = frame.copy()
+    if present:
+        badges[column] = pd.Series([[str(v)] for v in frame[column]], index=frame.index)
+    config = st.column_config.MultiselectColumn(column, options=options, color=colors)
+    return badges, config
 
 
 TIME_FORMAT = "YYYY-MM-DD HH:mm:ss"

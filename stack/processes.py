@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypedDict, Unpack
@@ -463,3 +464,60 @@ def stop_all_attached() -> None:
     for proc in list(_ATTACHED):
         with contextlib.suppress(Exception):
             proc.kill()
+
+
+def dashboard_healthy(url: str, timeout_seconds: float = 2.0) -> bool:
+    """Whether the Streamlit server at `url` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout_seconds) as resp:  # noqa: S310 - loopback
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def served_dashboard(
+    argv: list[str],
+    *,
+    environment: dict[str, str],
+    port: int,
+    log_path: Path,
+    cwd: Path | None = None,
+    start_timeout_seconds: float = START_TIMEOUT_SECONDS,
+) -> Iterator[tuple[str, int]]:
+    """`argv` (`edgewatch dashboard`) serving on `port`: (url, pid) once it answers; its
+    process group stopped on exit. Raises RuntimeError with the log's tail if it does not
+    come up.
+
+    The dashboard gets a process group of its own, so stopping it also stops whatever it
+    started; `edgewatch dashboard` becomes Streamlit (execve), so the pid is the server's.
+    """
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout_seconds
+        while not dashboard_healthy(url):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the dashboard exited: {_log_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the dashboard did not answer in {start_timeout_seconds:g} s: "
+                    f"{_log_tail(log_path)}"
+                )
+            time.sleep(0.3)
+        yield url, proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

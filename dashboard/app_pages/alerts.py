@@ -49,6 +49,7 @@ if flash:
 @st.fragment(run_every=settings.dashboard_refresh_seconds)
 def live_feed() -> None:
     """Open critical and major alerts, refreshed on its own without rerunning the page."""
+    ui.end_with_session(settings)
     loaded = ui.load(data.load_alerts, connection, settings.alert_lookback_days)
     if loaded is None:
         return

@@ -25,8 +25,7 @@ flash = st.session_state.pop("device_flash", None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
 
-view = ui.load_or_stop(data.load_fleet, connection)
-devices = data.fleet_frame(view)
+view, devices = ui.load_or_stop(data.load_fleet_with_frame, connection)
 ui.ingest_banner(view)
 
 site = st.query_params.get("site", "")

@@ -22,13 +22,14 @@ st.title("Fleet overview")
 # itself at the data cache's pace, without reloading the page.
 @st.fragment(run_every=settings.dashboard_refresh_seconds)
 def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
-    view = ui.load_or_stop(data.load_fleet, connection)
+    ui.end_with_session(settings)
+    view, fleet = ui.load_or_stop(data.load_fleet_with_frame, connection)
     now = pd.Timestamp(view.now_ns, unit="ns", tz="UTC")
     ui.ingest_banner(view)
 
     labels = ui.device_labels(connection, view)
     group = ui.matching_keys(labels, ui.label_filter(labels, key="fleet_labels"))
-    every_device = ui.keep_devices(data.fleet_frame(view), group)
+    every_device = ui.keep_devices(fleet, group)
     retired = every_device["retired"].astype(bool)
     show_retired = st.session_state.get("fleet_show_retired", False)
     devices = every_device if show_retired else every_device[~retired].reset_index(drop=True)
@@ -119,14 +120,16 @@ def overview() -> None:  # noqa: PLR0915 - the page, top to bottom
     columns = ["site", "device", "state", "reason", "since", "last_seen", "model", "firmware"]
     table = shown[[*columns, "retired"]] if show_retired else shown[columns]
     table = table.assign(last_seen_ago=[ui.ago(t, now) for t in table["last_seen"]])
+    badges, state_config = ui.state_badges(table)
     selection = st.dataframe(
-        ui.styled(table, state="state"),
+        badges,
         hide_index=True,
         key="fleet_devices",
         on_select="rerun",
         selection_mode="single-row",
         column_config={
             **ui.column_config(table),
+            "state": state_config,
             "last_seen_ago": st.column_config.TextColumn("silent for"),
         },
     )

@@ -28,6 +28,7 @@ if flash:
 
 @st.fragment(run_every=settings.dashboard_refresh_seconds)
 def rule_states() -> None:
+    ui.end_with_session(settings)
     loaded = ui.load(rules_data.load_rules_view, connection, settings.alert_lookback_days)
     if loaded is None:
         return

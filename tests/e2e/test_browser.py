@@ -12,11 +12,7 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +22,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from dashboard.auth import UserStore
 from dashboard.session_token import COOKIE_NAME
-from stack.processes import free_port
+from stack.processes import free_port, served_dashboard
 from stack.testing import InfluxFixture
 from tests.integration.dashboard_seed import DashboardDB, make_dashboard_db, seed_fleet
 from tests.integration.models_seed import ModelTruth, seed_models
@@ -86,41 +82,26 @@ def serve_dashboard(
         **db.env(EDGEWATCH_DASHBOARD_PORT=str(port), EDGEWATCH_USERS_FILE=str(users)),
     }
     env.pop("EDGEWATCH_AUTH", None)
-    log_path = ARTIFACTS / log_name
+    # This checkout's dashboard, even when the environment's package is installed from
+    # another checkout (`edgewatch dashboard` serves the app beside the `dashboard` it imports).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     ARTIFACTS.mkdir(exist_ok=True)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "edgewatch"), "dashboard"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own process group: streamlit runs as a child of `edgewatch dashboard`.
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"edgewatch dashboard exited: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dashboard not up in {START_TIMEOUT_S} s: {log_path.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    argv = [str(Path(sys.executable).parent / "edgewatch"), "dashboard"]
+    with contextlib.ExitStack() as stack:
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            url, _ = stack.enter_context(
+                served_dashboard(
+                    argv,
+                    environment=env,
+                    port=port,
+                    log_path=ARTIFACTS / log_name,
+                    cwd=REPO_ROOT,
+                    start_timeout_seconds=START_TIMEOUT_S,
+                )
+            )
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -305,9 +286,17 @@ def test_sign_in_survives_reloads_tabs_and_deep_links_until_sign_out(
         wait_for_page(second, "Alerts")
         assert second.get_by_role("button", name="Sign in").count() == 0
         second.close()
+        # A tab left open on the live overview: its refreshes run the fragment alone.
+        left_open = context.new_page()
+        left_open.goto(dashboard_url + "/")
+        wait_for_page(left_open, "Fleet overview")
 
         first.get_by_role("button", name="Sign out").click()
         expect(first.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        # Its next refresh ends the session there too, instead of showing the fleet on.
+        expect(left_open.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)
+        assert left_open.get_by_role("heading", name="Fleet overview", exact=True).count() == 0
+        left_open.close()
         first.wait_for_timeout(1500)  # the cookie is overwritten by the run after sign-out
         assert_no_errors(first, "sign-in form after sign-out")
         assert _session_cookie(context) is None  # the browser no longer holds it

@@ -53,7 +53,7 @@ def test_one_fleet_query_in_flight_per_connection(monkeypatch: pytest.MonkeyPatc
         time.sleep(0.05)
         with guard:
             running -= 1
-        return connection
+        return connection, None
 
     monkeypatch.setattr(data, "_load_fleet_cached", slow)
     conn = data.Connection(
