@@ -233,6 +233,27 @@ def count_field(fx: InfluxFixture, bucket: str, measurement: str, site: str, fie
     return int(rows[0]["_value"]) if rows else 0
 
 
+def stored_readings(fx: InfluxFixture, site: str, field: str) -> list[tuple[int, float]]:
+    """(time in ns, value) of every stored reading of `field` at `site`, oldest first; `seq`
+    is read from `telemetry_seq`."""
+    rows = query(
+        fx,
+        """
+        from(bucket: bucket)
+          |> range(start: 0)
+          |> filter(fn: (r) => r._measurement == m and r.site == site and r._field == f)
+          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
+          |> group()
+          |> sort(columns: ["_time"])
+        """,
+        bucket=fx.bucket,
+        m="telemetry" if field != "seq" else "telemetry_seq",
+        site=site,
+        f=field,
+    )
+    return [(int(row["ns"]), float(row["_value"])) for row in rows]
+
+
 def dead_letters(fx: InfluxFixture, bucket: str, topic_prefix: str) -> list[dict[str, Any]]:
     """Dead letters whose topic starts with `topic_prefix`, pivoted to one row each."""
     return query(

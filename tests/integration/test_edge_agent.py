@@ -28,6 +28,7 @@ from tests.integration.ingest_support import (
     dead_letters,
     query,
     settings_env,
+    stored_readings,
     wait_until,
 )
 
@@ -37,25 +38,6 @@ SettingsFactory = Callable[..., Settings]
 NS = 1_000_000_000
 MS = 1_000_000
 BURST_LINES = 10_000
-
-
-def _telemetry(influx: InfluxFixture, site: str, field: str) -> list[tuple[int, float]]:
-    rows = query(
-        influx,
-        """
-        from(bucket: bucket)
-          |> range(start: 0)
-          |> filter(fn: (r) => r._measurement == m and r.site == site and r._field == f)
-          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
-          |> group()
-          |> sort(columns: ["_time"])
-        """,
-        bucket=influx.bucket,
-        m="telemetry" if field != "seq" else "telemetry_seq",
-        site=site,
-        f=field,
-    )
-    return [(int(row["ns"]), float(row["_value"])) for row in rows]
 
 
 class Device:
@@ -142,15 +124,15 @@ def test_readings_survive_a_broker_outage_and_an_agent_restart(
 
         expected = device.sent
         wait_until(
-            lambda: len(_telemetry(influxdb, site, "v")) >= len(expected),
+            lambda: len(stored_readings(influxdb, site, "v")) >= len(expected),
             120,
             f"{len(expected)} readings in InfluxDB",
         )
-        stored = _telemetry(influxdb, site, "v")
+        stored = stored_readings(influxdb, site, "v")
         assert ingest.log_text().count("Traceback") == 0
     # Every reading once, with its own ts and value; none missing, none extra.
     assert stored == expected
-    seqs = _telemetry(influxdb, site, "seq")
+    seqs = stored_readings(influxdb, site, "seq")
     assert [ts for ts, _ in seqs] == [ts for ts, _ in expected]
     assert [int(seq) for _, seq in seqs] == list(range(len(expected)))
 
@@ -278,7 +260,7 @@ def test_simulate_demo_shows_online_stale_offline_and_critical_alerts(
 
 
 def _seq_rows(influx: InfluxFixture, site: str) -> list[tuple[int, int]]:
-    return [(ts, int(seq)) for ts, seq in _telemetry(influx, site, "seq")]
+    return [(ts, int(seq)) for ts, seq in stored_readings(influx, site, "seq")]
 
 
 def _run_agent(settings: Settings, site: str, spool_path: Path, lines: str, *extra: str) -> None:
@@ -332,11 +314,11 @@ def test_a_burst_of_stdin_lines_without_ts_is_stored_whole(
     with IngestProcess(settings) as ingest:
         _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
         wait_until(
-            lambda: len(_telemetry(influxdb, site, "v")) >= BURST_LINES,
+            lambda: len(stored_readings(influxdb, site, "v")) >= BURST_LINES,
             120,
             f"{BURST_LINES} readings in InfluxDB",
         )
-        stored = _telemetry(influxdb, site, "v")
+        stored = stored_readings(influxdb, site, "v")
         seqs = _seq_rows(influxdb, site)
         assert "Traceback" not in ingest.log_text()
     print(f"stdin burst: {BURST_LINES} lines -> {len(stored)} readings stored")
@@ -363,12 +345,12 @@ def test_full_readings_are_stored_and_the_agent_still_reports_its_health(
     )
     with IngestProcess(settings) as ingest:
         _run_agent(settings, site, tmp_path / "agent.sqlite", lines)
-        wait_until(lambda: len(_telemetry(influxdb, site, "v")) >= count, 120, "the readings")
+        wait_until(lambda: len(stored_readings(influxdb, site, "v")) >= count, 120, "the readings")
         wait_until(
-            lambda: len(_telemetry(influxdb, site, "spool_depth")) >= count, 60, "self-metrics"
+            lambda: len(stored_readings(influxdb, site, "spool_depth")) >= count, 60, "self-metrics"
         )
         letters = dead_letters(influxdb, influxdb.bucket, f"{settings.mqtt_topic_root}/")
-        stored = _telemetry(influxdb, site, "v")
+        stored = stored_readings(influxdb, site, "v")
         assert "Traceback" not in ingest.log_text()
     assert letters == []
     assert sorted(int(v) for _, v in stored) == list(range(count))
@@ -447,11 +429,11 @@ def test_readings_refused_by_the_broker_acl_are_kept_and_delivered_once_it_is_fi
             self_metrics = agent.self_metrics()
             device.stop()
             wait_until(
-                lambda: len(_telemetry(influxdb, site, "v")) >= len(device.sent),
+                lambda: len(stored_readings(influxdb, site, "v")) >= len(device.sent),
                 60,
                 "the readings in InfluxDB",
             )
-            stored = _telemetry(influxdb, site, "v")
+            stored = stored_readings(influxdb, site, "v")
             assert "Traceback" not in ingest.log_text()
     finally:
         broker.stop()

@@ -24,7 +24,7 @@ from tests.integration.ingest_support import (
     Publisher,
     count_field,
     dead_letters,
-    query,
+    stored_readings,
     wait_until,
 )
 
@@ -34,25 +34,6 @@ SettingsFactory = Callable[..., Settings]
 NS = 1_000_000_000
 MS = 1_000_000
 READINGS = 300
-
-
-def _stored_times(influx: InfluxFixture, site: str, field: str) -> list[int]:
-    rows = query(
-        influx,
-        """
-        from(bucket: bucket)
-          |> range(start: 0)
-          |> filter(fn: (r) => r._measurement == "telemetry" and r.site == site)
-          |> filter(fn: (r) => r._field == f)
-          |> map(fn: (r) => ({r with ns: int(v: r._time)}))
-          |> group()
-          |> sort(columns: ["_time"])
-        """,
-        bucket=influx.bucket,
-        site=site,
-        f=field,
-    )
-    return [int(row["ns"]) for row in rows]
 
 
 def _wait_stored(influx: InfluxFixture, site: str, field: str, count: int, what: str) -> None:
@@ -97,7 +78,7 @@ def test_a_lingering_agent_stores_every_reading_once_in_fewer_messages(
     with IngestProcess(settings):
         agent = _run_agent(settings, tmp_path / "spool.sqlite", site, gzip=False)
         _wait_stored(influxdb, site, "v", READINGS, "every reading to be stored")
-    times = _stored_times(influxdb, site, "v")
+    times = [ts for ts, _ in stored_readings(influxdb, site, "v")]
     assert len(times) == READINGS == len(set(times))  # each reading once
     stats = agent.stats
     assert stats.acked == READINGS
@@ -129,7 +110,7 @@ def test_gzip_batches_are_stored_and_a_gzip_bomb_is_dead_lettered(
         _wait_stored(influxdb, site, "v", READINGS, "every gzip-batched reading to be stored")
         assert ingest.is_running  # the bomb cost it nothing
     assert agent.stats.gzipped >= 1 and agent.stats.messages_published < READINGS / 10
-    assert len(set(_stored_times(influxdb, site, "v"))) == READINGS
+    assert len({ts for ts, _ in stored_readings(influxdb, site, "v")}) == READINGS
     (letter,) = dead_letters(influxdb, influxdb.bucket, topic)
     assert letter["code"] == "too_large"
     assert "gzip payload inflates to more than 262144 bytes" in letter["reason"]
